@@ -1,0 +1,7 @@
+"""stunet: Lumiere's Space-Time U-Net, trained on a procedural shapes world, with inspection."""
+from .config import PRESETS, STUNetConfig, preset
+from .model import STUNet, describe_pyramid, inflate
+from .text import Tokenizer
+
+__all__ = ["STUNetConfig", "PRESETS", "preset", "STUNet", "inflate", "describe_pyramid", "Tokenizer"]
+__version__ = "0.1.0"

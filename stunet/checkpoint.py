@@ -1,0 +1,109 @@
+"""Checkpoints in the Hugging Face layout: ``config.json`` + ``model.safetensors`` + ``vocab.json``.
+
+Loading never unpickles (safetensors only), checks the config before any tensor is
+allocated, and is strict: a missing, unexpected or mis-shaped tensor is an error
+that names it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .config import STUNetConfig
+from .model import STUNet
+from .text import Tokenizer
+
+CONFIG_NAME, WEIGHTS_NAME, VOCAB_NAME = "config.json", "model.safetensors", "vocab.json"
+MAX_PARAMETERS = 200_000_000  # refuse configs that would allocate more than this
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "stunet-shapes"
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def default_model_dir() -> Path:
+    return Path(os.environ.get("STUNET_MODEL", DEFAULT_MODEL))
+
+
+def save_pretrained(model: STUNet, tokenizer: Tokenizer, directory: str | Path,
+                    state_dict: dict[str, torch.Tensor] | None = None, extra: dict | None = None) -> Path:
+    """Write config.json, model.safetensors (``state_dict`` or the model's own) and vocab.json."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    sd = state_dict if state_dict is not None else model.state_dict()
+    sd = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in sd.items()}
+    tmp = d / (WEIGHTS_NAME + ".tmp")
+    save_file(sd, str(tmp), metadata={k: str(v) for k, v in (extra or {}).items()})
+    os.replace(tmp, d / WEIGHTS_NAME)
+    (d / CONFIG_NAME).write_text(model.config.to_json())
+    tokenizer.save(d / VOCAB_NAME)
+    return d
+
+
+def read_config(directory: str | Path) -> STUNetConfig:
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"no {CONFIG_NAME} in {Path(directory).name!r}")
+    try:
+        raw = json.loads(path.read_text())
+        return STUNetConfig.from_dict(raw)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"bad {CONFIG_NAME}: {e}") from None
+
+
+def estimate_parameters(config: STUNetConfig) -> int:
+    """Parameter count without allocating (built on the meta device)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in STUNet(config).parameters())
+
+
+def load_pretrained(directory: str | Path | None = None) -> tuple[STUNet, Tokenizer]:
+    """Strictly load a checkpoint directory; returns (model in eval mode, tokenizer)."""
+    d = Path(directory) if directory is not None else default_model_dir()
+    if not d.is_dir():
+        raise CheckpointError(f"checkpoint directory not found: {d}")
+    config = read_config(d)
+    n = estimate_parameters(config)
+    if n > MAX_PARAMETERS:
+        raise CheckpointError(f"config asks for {n:,} parameters (limit {MAX_PARAMETERS:,})")
+    try:
+        tokenizer = Tokenizer.load(d / VOCAB_NAME)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"bad {VOCAB_NAME}: {e}") from None
+    if len(tokenizer) > config.vocab_size or tokenizer.max_words != config.max_words:
+        raise CheckpointError(f"{VOCAB_NAME} ({len(tokenizer)} tokens, max_words {tokenizer.max_words}) does "
+                              f"not fit the config (vocab_size {config.vocab_size}, max_words {config.max_words})")
+    weights = d / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"no {WEIGHTS_NAME} in {d.name!r}")
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in STUNet(config).state_dict().items()}
+    sd = {}
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            keys = set(f.keys())
+            missing, unexpected = sorted(set(expected) - keys), sorted(keys - set(expected))
+            if missing or unexpected:
+                raise CheckpointError(f"{WEIGHTS_NAME} does not match config: missing {missing[:5]}"
+                                      f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                                      f"{' ...' if len(unexpected) > 5 else ''}")
+            for k in sorted(keys):
+                shape = tuple(f.get_slice(k).get_shape())
+                if shape != expected[k]:
+                    raise CheckpointError(f"tensor {k}: shape {shape} in file, {expected[k]} in config")
+            for k in sorted(keys):
+                sd[k] = f.get_tensor(k)
+    except CheckpointError:
+        raise
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise CheckpointError(f"cannot read {WEIGHTS_NAME}: {type(e).__name__}: {e}") from None
+    model = STUNet(config)
+    model.load_state_dict(sd, strict=True)
+    model.eval().requires_grad_(False)
+    return model, tokenizer

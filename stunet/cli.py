@@ -1,0 +1,141 @@
+"""Command line: ``stunet SUBCOMMAND`` (same as ``python -m stunet SUBCOMMAND``).
+
+    stunet info --preset shapes [--json]        the space-time pyramid
+    stunet info --model DIR [--json]
+    stunet generate "a red circle moving left" --seed 0 --out clip.mp4
+    stunet generate --prompts prompts.txt --out-dir clips/ --format gif
+    stunet train --preset shapes --out runs/shapes      (see stunet.train)
+    stunet eval [--model DIR]                           (see stunet.evaluate)
+    stunet bench                                        (see stunet.bench)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+
+def _pyramid_dict(cfg, frames=None) -> dict:
+    from .checkpoint import estimate_parameters
+    from .model import describe_pyramid
+    levels = [{"name": lv.name.split(" ")[0], "channels": lv.channels, "frames": lv.frames, "height": lv.height,
+               "width": lv.width, "temporal_attention": lv.temporal_attention > 0,
+               "temporal_attention_layers": lv.temporal_attention, "temporal_conv": lv.temporal_conv,
+               "cross_attention": lv.cross_attention} for lv in describe_pyramid(cfg, frames)]
+    return {"levels": levels, "parameters": estimate_parameters(cfg)}
+
+
+def cmd_info(args) -> int:
+    from .checkpoint import read_config
+    from .config import preset
+    cfg = read_config(args.model) if args.model else preset(args.preset)
+    info = _pyramid_dict(cfg, args.frames)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{'level':<8}{'channels':>9}{'frames':>8}{'height':>8}{'width':>7}  temporal layers")
+    for lv in info["levels"]:
+        parts = (["1D conv"] if lv["temporal_conv"] else []) + \
+                ([f"attention x{lv['temporal_attention_layers']}"] if lv["temporal_attention"] else [])
+        print(f"{lv['name']:<8}{lv['channels']:>9}{lv['frames']:>8}{lv['height']:>8}{lv['width']:>7}  "
+              f"{', '.join(parts) or '-'}{'  + text cross-attention' if lv['cross_attention'] else ''}")
+    print(f"parameters: {info['parameters']:,}")
+    return 0
+
+
+def _slug(text: str, n: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n] or "clip"
+
+
+def cmd_generate(args) -> int:
+    from .pipeline import Pipeline, Settings
+    from .video import FORMATS, read_image, write_video
+    if bool(args.prompt) == bool(args.prompts):
+        print("error: give a PROMPT or --prompts FILE (not both)", file=sys.stderr)
+        return 2
+    if args.prompts:
+        prompts = [l.strip() for l in Path(args.prompts).read_text().splitlines() if l.strip()]
+        if not prompts:
+            print(f"error: no prompts in {args.prompts}", file=sys.stderr)
+            return 2
+        if not args.out_dir:
+            print("error: --prompts needs --out-dir", file=sys.stderr)
+            return 2
+    else:
+        prompts = [args.prompt]
+    pipe = Pipeline.from_pretrained(args.model)
+    vocab = ", ".join(pipe.tokenizer.words)
+    first = read_image(args.image, (pipe.config.height, pipe.config.width)) if args.image else None
+    status = 0
+    for i, prompt in enumerate(prompts):
+        enc = pipe.tokenizer.encode(prompt)
+        if enc.unknown:
+            print(f"warning: unknown words {enc.unknown} in {prompt!r} are ignored; the model knows: {vocab}",
+                  file=sys.stderr)
+        if not enc.words:
+            print(f"error: no known word in {prompt!r}; the model knows: {vocab}", file=sys.stderr)
+            status = 1
+            continue
+        s = Settings(prompt, seed=args.seed, steps=args.steps, guidance=args.guidance,
+                     frames=args.frames or pipe.config.frames, sampler=args.sampler, stride=args.stride)
+        gen = pipe(s, first_frame=first)
+        if args.prompts:
+            fmt = args.format or "mp4"
+            out = Path(args.out_dir) / f"{i:03d}-{_slug(prompt)}.{fmt}"
+        else:
+            out = Path(args.out)
+            fmt = args.format or out.suffix.lstrip(".").lower()
+            if fmt not in FORMATS:
+                print(f"error: --out must end in .mp4, .gif or .npy (or pass --format)", file=sys.stderr)
+                return 2
+        write_video(out, gen.video, fmt=fmt, scale=args.scale)
+        print(out)
+    return status
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        from .train import main as train_main
+        train_main(argv[1:])
+        return 0
+    if argv and argv[0] == "eval":
+        from .evaluate import main as eval_main
+        return eval_main(argv[1:]) or 0
+    if argv and argv[0] == "bench":
+        from .bench import main as bench_main
+        return bench_main(argv[1:]) or 0
+
+    p = argparse.ArgumentParser(prog="stunet", description="Lumiere's Space-Time U-Net on a CPU.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("train", help="train a model (stunet train --help)")
+    sub.add_parser("eval", help="evaluate a model with analytic detectors (stunet eval --help)")
+    sub.add_parser("bench", help="time the STUNet against baselines (stunet bench --help)")
+    i = sub.add_parser("info", help="print the space-time pyramid")
+    i.add_argument("--preset", default="shapes")
+    i.add_argument("--model", help="checkpoint directory (overrides --preset)")
+    i.add_argument("--frames", type=int, help="clip length (default: the training window)")
+    i.add_argument("--json", action="store_true")
+    g = sub.add_parser("generate", help="make clips from text")
+    g.add_argument("prompt", nargs="?")
+    g.add_argument("--prompts", help="file with one prompt per line")
+    g.add_argument("--out", default="clip.mp4", help="output file (.mp4, .gif or .npy)")
+    g.add_argument("--out-dir", help="output folder with --prompts")
+    g.add_argument("--format", choices=("mp4", "gif", "npy"))
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--steps", type=int, default=25)
+    g.add_argument("--guidance", type=float, default=3.0)
+    g.add_argument("--frames", type=int, help="default: the model's window; longer uses MultiDiffusion")
+    g.add_argument("--sampler", default="dpm++", choices=("dpm++", "ddim"))
+    g.add_argument("--stride", type=int, default=1, help="frame stride (frame-rate conditioning)")
+    g.add_argument("--image", help="first frame (PNG/JPEG): image-to-video")
+    g.add_argument("--model", help="checkpoint directory (default: the shipped model)")
+    g.add_argument("--scale", type=int, default=8, help="nearest-neighbour upscaling of mp4/gif")
+    args = p.parse_args(argv)
+    try:
+        return {"info": cmd_info, "generate": cmd_generate}[args.cmd](args)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,55 @@
+"""Forward diffusion and the training objective (discrete DDPM time, v-prediction).
+
+The noise schedule comes from diffusers' schedulers (``make_scheduler``), so training
+and sampling share one definition of alphas. With v-prediction (Salimans & Ho 2022),
+the MSE on v weights the x0 error by (SNR + 1): a sound weighting that never vanishes
+at high noise, where global motion is decided.
+"""
+from __future__ import annotations
+
+import torch
+
+from .config import STUNetConfig
+
+SAMPLERS = ("ddim", "dpm++")
+
+
+def make_scheduler(config: STUNetConfig, sampler: str = "dpm++"):
+    """A fresh diffusers scheduler (they are stateful: one per sampling call)."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler  # heavy import, deferred
+    common = dict(num_train_timesteps=config.train_timesteps, beta_schedule=config.beta_schedule,
+                  prediction_type=config.prediction_type, timestep_spacing="trailing")
+    if sampler == "ddim":
+        return DDIMScheduler(clip_sample=False, set_alpha_to_one=True, **common)
+    if sampler == "dpm++":
+        return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, **common)
+    raise ValueError(f"unknown sampler {sampler!r}; choose from {SAMPLERS}")
+
+
+def alphas_cumprod(config: STUNetConfig) -> torch.Tensor:
+    return make_scheduler(config, "ddim").alphas_cumprod.float()
+
+
+def expand(a: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return a.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def add_noise(ac: torch.Tensor, x0, noise, t):
+    a = expand(ac[t].sqrt(), x0)
+    s = expand((1 - ac[t]).sqrt(), x0)
+    return a * x0 + s * noise
+
+
+def target(config: STUNetConfig, ac, x0, noise, t):
+    if config.prediction_type == "epsilon":
+        return noise
+    return expand(ac[t].sqrt(), x0) * noise - expand((1 - ac[t]).sqrt(), x0) * x0
+
+
+def predict_x0(config: STUNetConfig, ac, x_t, model_out, t):
+    """x0-hat from the network output at diffusion step(s) t."""
+    a = expand(ac[t].sqrt(), x_t)
+    s = expand((1 - ac[t]).sqrt(), x_t)
+    if config.prediction_type == "epsilon":
+        return (x_t - s * model_out) / a.clamp_min(1e-4)
+    return a * x_t - s * model_out

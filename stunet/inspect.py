@@ -1,0 +1,198 @@
+"""Inspection: record what happens inside the STUNet during a sampling call.
+
+    with Inspector(model, feature_steps=[0, 12, 24]) as rec:
+        clip = sample(model, text, uncond, generator=g, inspector=rec)
+    rec.recording.features[(24, "mid")]           # c t h w at the coarsest level
+
+Recorded per denoising step asked for (for the first clip of the batch, first window):
+* ``features[(step, level)]``: each level's output after its blocks, c t h w (float16);
+  levels are ``enc0 .. enc{L-2}``, ``mid`` (coarsest) and ``dec{L-2} .. dec0``.
+* ``temporal_attention[(step, layer)]``: h w heads t t softmax weights (query x key frame).
+* ``cross_attention[(step, layer)]``: l t h w, softmax weights of each text token over
+  space-time, averaged over heads (the word-attention maps).
+* ``x0[step]``: the predicted clean clip, c t h w, at every step.
+
+Hooks are forward hooks registered on ``__enter__`` and always removed on ``__exit__``
+(errors included). Nothing per call is stored on modules: the sampler announces each
+model call with ``step_scope(inspector, ...)`` (a ContextVar set and reset around the
+call, in the calling thread), and a hook records only when the active scope names its own
+inspector, so two inspected runs in parallel threads never mix. Memory is bounded by
+``max_bytes``; what it costs for the shipped model is printed by ``Recording.nbytes``
+(about 5 MB per feature step, 0.1 MB per attention step, 0.2 MB per x0 step).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .layers import CrossAttention, TemporalAttention
+
+
+@dataclass(frozen=True)
+class _Scope:
+    inspector: "Inspector | None"
+    step: int
+    timestep: int
+
+
+_SCOPE: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("stunet_step_scope", default=None)
+
+
+@contextlib.contextmanager
+def step_scope(inspector, step: int, timestep: int):
+    """Announce one model call of denoising step ``step`` (used by the sampler)."""
+    token = _SCOPE.set(_Scope(inspector, step, timestep))
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+
+
+@dataclass
+class Recording:
+    level_names: list[str] = field(default_factory=list)
+    timesteps: dict[int, int] = field(default_factory=dict)
+    features: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
+    temporal_attention: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
+    cross_attention: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
+    x0: dict[int, torch.Tensor] = field(default_factory=dict)
+    dropped: int = 0     # records skipped because max_bytes was reached
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for d in (self.features, self.temporal_attention,
+                                                         self.cross_attention, self.x0) for t in d.values())
+
+    def steps(self, kind: str = "features") -> list[int]:
+        d = getattr(self, kind)
+        return sorted({k[0] if isinstance(k, tuple) else k for k in d})
+
+    def layers(self, kind: str) -> list[str]:
+        return list(dict.fromkeys(k[1] for k in getattr(self, kind)))
+
+    def to_npz(self) -> bytes:
+        """Everything recorded, as an ``.npz`` archive (keys ``kind/step/name``)."""
+        arrays = {f"timesteps": np.array(sorted(self.timesteps.items()), dtype=np.int64).reshape(-1, 2)}
+        for kind in ("features", "temporal_attention", "cross_attention"):
+            for (s, name), t in getattr(self, kind).items():
+                arrays[f"{kind}/{s:03d}/{name}"] = t.float().numpy()
+        for s, t in self.x0.items():
+            arrays[f"x0/{s:03d}"] = t.float().numpy()
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        return buf.getvalue()
+
+
+class Inspector:
+    """Context manager that records a STUNet's internals during sampling calls given ``inspector=self``."""
+
+    def __init__(self, model, feature_steps=None, attention_steps=None, features: bool = True,
+                 attention: bool = True, max_bytes: int = 64 * 2**20, batch_index: int = 0):
+        self.model = model
+        self.feature_steps = None if feature_steps is None else set(feature_steps)
+        self.attention_steps = None if attention_steps is None else set(attention_steps)
+        self.want_features, self.want_attention = features, attention
+        self.max_bytes = max_bytes
+        self.row = batch_index
+        self.recording = Recording()
+        self._handles = []
+        self._bytes = 0
+
+    # ----------------------------------------------------------------- hooks
+    def _names(self):
+        m = self.model
+        L = len(m.enc)
+        for i, level in enumerate(m.enc):
+            yield ("mid" if i == L - 1 else f"enc{i}"), level
+        for i in reversed(range(len(m.dec))):
+            yield f"dec{i}", m.dec[i]
+
+    def __enter__(self) -> "Inspector":
+        try:
+            for name, level in self._names():
+                self.recording.level_names.append(name)
+                if self.want_features:
+                    self._handles.append(level.register_forward_hook(self._feature_hook(name)))
+                if self.want_attention:
+                    for bi, blk in enumerate(level.blocks):
+                        for ai, attn in enumerate(blk.temporal_attn):
+                            self._handles.append(attn.register_forward_hook(self._tattn_hook(f"{name}.{bi}.{ai}")))
+                        if blk.cross is not None:
+                            self._handles.append(blk.cross.register_forward_hook(self._xattn_hook(f"{name}.{bi}")))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+        return False
+
+    def remove(self):
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _active(self, steps) -> _Scope | None:
+        scope = _SCOPE.get()
+        if scope is None or scope.inspector is not self:
+            return None
+        if steps is not None and scope.step not in steps:
+            return None
+        return scope
+
+    def _store(self, d, key, tensor):
+        t = tensor.detach().to(torch.float16).contiguous()
+        if self._bytes + t.numel() * 2 > self.max_bytes:
+            self.recording.dropped += 1
+            return
+        self._bytes += t.numel() * 2
+        d[key] = t
+
+    def _feature_hook(self, name):
+        def hook(module, args, output):
+            scope = self._active(self.feature_steps)
+            if scope is None:
+                return
+            t = args[3]                                                  # frames at this level
+            bt, c, h, w = output.shape
+            x = output.reshape(bt // t, t, c, h, w)[self.row].transpose(0, 1)   # c t h w
+            self.recording.timesteps[scope.step] = scope.timestep
+            self._store(self.recording.features, (scope.step, name), x)
+        return hook
+
+    def _tattn_hook(self, name):
+        def hook(module: TemporalAttention, args, output):
+            scope = self._active(self.attention_steps)
+            if scope is None:
+                return
+            x, t = args
+            bt, c, h, w = x.shape
+            p = module.attention_probs(x, t)                             # (b h w) heads t t
+            p = p.reshape(bt // t, h, w, *p.shape[1:])[self.row]         # h w heads t t
+            self.recording.timesteps[scope.step] = scope.timestep
+            self._store(self.recording.temporal_attention, (scope.step, name), p)
+        return hook
+
+    def _xattn_hook(self, name):
+        def hook(module: CrossAttention, args, output):
+            scope = self._active(self.attention_steps)
+            if scope is None:
+                return
+            x, context, pad_mask, t = args
+            bt, c, h, w = x.shape
+            p = module.attention_probs(x, context, pad_mask, t)          # (b t) heads (h w) l
+            p = p.reshape(bt // t, t, p.shape[1], h, w, p.shape[-1])[self.row].mean(1)   # t h w l
+            self.recording.timesteps[scope.step] = scope.timestep
+            self._store(self.recording.cross_attention, (scope.step, name), p.permute(3, 0, 1, 2))
+        return hook
+
+    # ----------------------------------------------------------------- per step (called by the sampler)
+    def on_step(self, out) -> None:
+        self.recording.timesteps.setdefault(out.step, out.timestep)
+        self._store(self.recording.x0, out.step, out.x0[self.row])

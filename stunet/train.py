@@ -1,0 +1,317 @@
+"""Training: Lumiere's recipe at small scale (section 3 and 4).
+
+1. Image stage: the image U-Net (``config.image()``) learns single frames of the world.
+2. Inflation: its weights load into a STUNet whose temporal layers start as identity.
+3. Video stage: the STUNet learns whole clips at several frame strides, under a mixture
+   of conditioning tasks (none, first frame, a region, some frames), with caption
+   dropout for classifier-free guidance.
+
+EMA weights, bf16 autocast on the CPU, tqdm with loss and time left, a JSON-lines log,
+checkpoints as it goes (``--resume`` picks up from them, stage and step included), and
+data-parallel training with ``torchrun --nproc_per_node N -m stunet.train ...``
+(DDP: gloo on CPU, nccl on GPU). Nothing is pickled: the training state is safetensors + JSON.
+
+    python -m stunet train --preset shapes --out runs/shapes --image-steps 1500 --video-steps 6000
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from . import world
+from .checkpoint import CONFIG_NAME, load_pretrained, save_pretrained
+from .config import STUNetConfig, preset
+from .diffusion import add_noise, alphas_cumprod, target
+from .model import STUNet, inflate
+from .text import Tokenizer
+
+TASKS = ("none", "first_frame", "region", "frames")
+TASK_PROBS = (0.55, 0.15, 0.10, 0.20)
+CAPTION_DROPOUT = 0.1
+
+
+# ---------------------------------------------------------------------------- data
+def to_tensor(videos: np.ndarray) -> torch.Tensor:
+    """uint8 b t h w 3 -> float b 3 t h w in [-1, 1]"""
+    return torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
+
+
+def make_condition(x0: torch.Tensor, rng: np.random.Generator, task_probs=TASK_PROBS):
+    """Masked conditioning clip and mask for a random task per sample (Lumiere section 4)."""
+    b, c, t, h, w = x0.shape
+    mask = torch.zeros(b, 1, t, h, w)
+    tasks = rng.choice(len(TASKS), size=b, p=task_probs)
+    for i, k in enumerate(tasks):
+        name = TASKS[k]
+        if name == "first_frame":
+            mask[i, :, 0] = 1
+        elif name == "region":      # inpainting: the known pixels are outside a box
+            bh, bw = rng.integers(h // 4, h // 2 + 1), rng.integers(w // 4, w // 2 + 1)
+            y0, x0_ = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
+            mask[i] = 1
+            mask[i, :, :, y0:y0 + bh, x0_:x0_ + bw] = 0
+        elif name == "frames":      # keyframes every k-th frame (interpolation) or a random subset
+            if t > 1 and rng.random() < 0.7:
+                k_ = int(rng.choice([s for s in (2, 4, 8) if s < t] or [1]))
+                mask[i, :, ::k_] = 1
+            else:
+                mask[i, :, rng.random(t) < 0.25] = 1
+    return x0 * mask, mask, [TASKS[k] for k in tasks]
+
+
+@dataclass
+class Batch:
+    x0: torch.Tensor        # b 3 t h w
+    ids: torch.Tensor       # b l
+    stride: torch.Tensor    # b
+    captions: list[str]
+
+
+def video_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, batch: int) -> Batch:
+    # One (frames, stride) per batch: the clip always spans cfg.frames base frames.
+    strides = [s for s in cfg.strides if cfg.frames // s >= cfg.temporal_factor
+               and (cfg.frames // s) % cfg.temporal_factor == 0]
+    p = np.array([4.0 if s == 1 else 1.0 for s in strides]); p /= p.sum()
+    stride = int(rng.choice(strides, p=p))
+    frames = cfg.frames // stride
+    clips = [world.make_clip(world.random_spec(rng), frames, cfg.height, stride, int(rng.integers(2**62)))
+             for _ in range(batch)]
+    captions = [c.caption if rng.random() >= CAPTION_DROPOUT else "" for c in clips]
+    ids, _ = tok.batch(captions)
+    return Batch(to_tensor(np.stack([c.video for c in clips])), ids, torch.full((batch,), stride), captions)
+
+
+def image_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, batch: int) -> Batch:
+    clips = [world.make_clip(world.random_spec(rng), cfg.frames, cfg.height, 1, int(rng.integers(2**62)))
+             for _ in range(batch)]
+    frames = np.stack([c.video[rng.integers(len(c.video))][None] for c in clips])   # b 1 h w 3
+    captions = [c.caption if rng.random() >= CAPTION_DROPOUT else "" for c in clips]
+    ids, _ = tok.batch(captions)
+    return Batch(to_tensor(frames), ids, torch.ones(batch, dtype=torch.long), captions)
+
+
+def tokenizer_for(cfg: STUNetConfig) -> Tokenizer:
+    tok = Tokenizer(world.VOCABULARY, cfg.max_words)
+    if len(tok) > cfg.vocab_size:
+        raise ValueError(f"world vocabulary ({len(tok)}) exceeds config vocab_size ({cfg.vocab_size})")
+    return tok
+
+
+# ---------------------------------------------------------------------------- one step
+def loss_fn(model, cfg: STUNetConfig, ac: torch.Tensor, b: Batch, rng: np.random.Generator,
+            gen: torch.Generator, task_probs=TASK_PROBS) -> torch.Tensor:
+    x0 = b.x0
+    n = torch.randint(0, cfg.train_timesteps, (x0.shape[0],), generator=gen)
+    noise = torch.randn(x0.shape, generator=gen)
+    x_t = add_noise(ac, x0, noise, n)
+    cond, mask, _ = make_condition(x0, rng, task_probs)
+    net = model.module if hasattr(model, "module") else model
+    text = net.encode_text(b.ids)
+    out = model(x_t, n, text, b.stride, cond, mask)
+    return torch.nn.functional.mse_loss(out.float(), target(cfg, ac, x0, noise, n))
+
+
+# ---------------------------------------------------------------------------- state (no pickle)
+def _flatten_optimizer(opt: torch.optim.Optimizer):
+    sd = opt.state_dict()
+    tensors, scalars = {}, {"param_groups": sd["param_groups"], "state": {}}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{idx}.{k}"] = v.contiguous()
+            else:
+                scalars["state"].setdefault(str(idx), {})[k] = v
+    return tensors, scalars
+
+
+def _unflatten_optimizer(tensors, scalars):
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        idx, k = key.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    for idx, st in scalars["state"].items():
+        state.setdefault(int(idx), {}).update(st)
+    return {"state": state, "param_groups": scalars["param_groups"]}
+
+
+def save_state(d: Path, stage: str, step: int, model, ema, opt, meta: dict):
+    d.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(d / "raw.safetensors"))
+    save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(d / "ema.safetensors"))
+    t, s = _flatten_optimizer(opt)
+    save_file(t, str(d / "optimizer.safetensors"))
+    (d / "optimizer.json").write_text(json.dumps(s))
+    (d / "config.json").write_text(model.config.to_json())
+    (d / "state.json").write_text(json.dumps({"stage": stage, "step": step, **meta}, indent=1))
+
+
+# ---------------------------------------------------------------------------- loop
+def ema_update(ema: STUNet, model: STUNet, step: int, decay: float):
+    d = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters()):
+            pe.lerp_(pm.detach(), 1 - d)
+
+
+def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_step: int, total: int,
+              opt_state: dict | None, ema_state: dict | None, rank: int, world_size: int, log, deadline: float):
+    cfg = model.config
+    ac = alphas_cumprod(cfg)
+    ddp = world_size > 1
+    net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
+    lr = args.lr if stage == "video" else args.image_lr
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    if ema_state is not None:
+        ema.load_state_dict(ema_state)
+    rng = np.random.default_rng([args.seed, rank, start_step, 1 if stage == "video" else 0])
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    batch_fn = video_batch if stage == "video" else image_batch
+    bs = args.batch if stage == "video" else args.image_batch
+    task_probs = TASK_PROBS if stage == "video" else (0.8, 0.0, 0.2, 0.0)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
+    bar = tqdm(total=total, initial=start_step, desc=stage, disable=rank != 0 or args.quiet,
+               dynamic_ncols=True, mininterval=5.0)
+    t0, smooth = time.time(), None
+    step = start_step
+    while step < total and time.time() < deadline:
+        warm = min(1.0, (step + 1) / args.warmup)
+        decay = 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(total, 1))))
+        for g in opt.param_groups:
+            g["lr"] = lr * warm * (0.1 + 0.9 * decay)
+        b = batch_fn(rng, tok, cfg, bs)
+        with autocast:
+            loss = loss_fn(net, cfg, ac, b, rng, gen, task_probs)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema_update(ema, model, step, args.ema)
+        step += 1
+        lv = loss.item()
+        if not math.isfinite(lv):
+            raise FloatingPointError(f"non-finite loss at {stage} step {step}")
+        smooth = lv if smooth is None else 0.98 * smooth + 0.02 * lv
+        bar.update(1)
+        bar.set_postfix(loss=f"{smooth:.4f}")
+        if rank == 0 and (step % args.log_every == 0 or step == total):
+            log({"stage": stage, "step": step, "loss": round(smooth, 5), "grad_norm": round(float(gnorm), 4),
+                 "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1)})
+        if rank == 0 and (step % args.ckpt_every == 0):
+            checkpoint(stage, step, model, ema, opt, tok, out, args)
+    bar.close()
+    if rank == 0:
+        checkpoint(stage, step, model, ema, opt, tok, out, args)
+    if ddp:
+        dist.barrier()
+    return ema, step
+
+
+def checkpoint(stage, step, model, ema, opt, tok, out: Path, args):
+    save_state(out / "train_state", stage, step, model, ema, opt, {"args": vars(args)})
+    if stage == "video":
+        save_pretrained(ema, tok, out, extra={"stage": stage, "step": step})
+    else:
+        save_pretrained(ema, tok, out / "image_unet", extra={"stage": stage, "step": step})
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="stunet train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="shapes")
+    p.add_argument("--out", default="runs/shapes")
+    p.add_argument("--image-steps", type=int, default=1500)
+    p.add_argument("--video-steps", type=int, default=6000)
+    p.add_argument("--batch", type=int, default=8, help="clips per step (per process)")
+    p.add_argument("--image-batch", type=int, default=64, help="frames per image step (per process)")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--image-lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--ckpt-every", type=int, default=250)
+    p.add_argument("--minutes", type=float, default=float("inf"), help="wall-clock budget for this run")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: cores / processes)")
+    p.add_argument("--quiet", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world_size > 1:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world_size))
+    out = Path(args.out)
+    deadline = time.time() + args.minutes * 60
+    cfg = preset(args.preset)
+    tok = tokenizer_for(cfg)
+    state_dir = out / "train_state"
+    stage, step, raw, ema_sd, opt_sd = "image", 0, None, None, None
+    if args.resume and (state_dir / "state.json").is_file():
+        st = json.loads((state_dir / "state.json").read_text())
+        stage, step = st["stage"], st["step"]
+        raw = load_file(str(state_dir / "raw.safetensors"))
+        ema_sd = load_file(str(state_dir / "ema.safetensors"))
+        opt_sd = _unflatten_optimizer(load_file(str(state_dir / "optimizer.safetensors")),
+                                      json.loads((state_dir / "optimizer.json").read_text()))
+        cfg = STUNetConfig.from_dict(json.loads((state_dir / "config.json").read_text()))
+        if stage == "image":
+            cfg = cfg.replace(temporal=True, frames=preset(args.preset).frames)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    logf = open(out / "train.log", "a") if rank == 0 else None
+
+    def log(rec):
+        if logf:
+            logf.write(json.dumps({"time": round(time.time(), 1), **rec}) + "\n")
+            logf.flush()
+
+    torch.manual_seed(args.seed)  # weight init only; data and noise use their own generators
+    log({"event": "start", "args": vars(args), "world_size": world_size, "stage": stage, "step": step})
+
+    if stage == "image" and args.image_steps > 0:
+        image = STUNet(cfg.image())
+        if raw is not None:
+            image.load_state_dict(raw)
+        ema, step = run_stage("image", image, args, tok, out, step, args.image_steps, opt_sd, ema_sd,
+                              rank, world_size, log, deadline)
+        if step < args.image_steps:
+            log({"event": "stopped", "stage": "image", "step": step})
+            return out
+        video = inflate(ema, cfg)          # the EMA image weights seed the video model
+        stage, step, ema_sd, opt_sd = "video", 0, None, None
+        log({"event": "inflated"})
+    elif stage == "image":
+        video, stage, step = STUNet(cfg), "video", 0
+    else:
+        video = STUNet(cfg)
+        video.load_state_dict(raw)
+    _, step = run_stage("video", video, args, tok, out, step, args.video_steps, opt_sd, ema_sd,
+                        rank, world_size, log, deadline)
+    log({"event": "stopped" if step < args.video_steps else "done", "stage": "video", "step": step})
+    if world_size > 1:
+        dist.destroy_process_group()
+    return out
+
+
+if __name__ == "__main__":
+    main()
