@@ -85,6 +85,8 @@ def read_image(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
             im = im.convert("RGB")
             im = im.resize((size[1], size[0]), Image.Resampling.BOX)
             return np.asarray(im, dtype=np.uint8)
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"image refused: {e}") from None
     except UnidentifiedImageError:
         raise ValueError("not an image file (PNG, JPEG, GIF, WebP, BMP)") from None
     except (OSError, SyntaxError) as e:

@@ -1,0 +1,331 @@
+"""``stunet eval``: generate clips for a fixed prompt set and score them with analytic detectors.
+
+For every prompt and seed the model makes a clip (in batches); ``stunet.metrics`` scores
+its colour, shape, motion and coherence on the pixels. The same detectors run on the
+world's own clips for the same prompts: that is the ceiling. The shipped model must reach
+the targets (colour 95 %, shape 90 %, motion 90 %, coherence 95 % of clips) and stay
+within 5 points of the ceiling on each.
+
+    python -m stunet eval                                  # the shipped model, default prompts
+    python -m stunet eval --model runs/shapes/final --seeds 2 --markdown eval.md --json eval.json
+    python -m stunet eval --ceiling-only                   # world clips only (no model needed)
+
+Reproducibility: a clip depends on (prompt set, seed, batch size, steps, guidance, sampler).
+The initial noise of a batch comes from one ``torch.Generator`` seeded by (seed, batch start),
+so the same command gives the same numbers; changing ``--batch`` regroups the noise.
+``evaluate_model`` is the same evaluation as a function (training can call it mid-run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import world
+from .metrics import ClipScore, evaluate_clip
+
+METRICS = ("color", "shape", "motion", "coherence")
+LABELS = {"color": "colour", "shape": "shape", "motion": "motion", "coherence": "coherence"}
+FIELDS = {"color": "color_ok", "shape": "shape_ok", "motion": "motion_ok", "coherence": "coherent"}
+TARGETS = {"color": 95.0, "shape": 90.0, "motion": 90.0, "coherence": 95.0}
+MAX_GAP = 5.0                  # points below the ceiling a model may be
+DEFAULT_SEEDS = 3
+
+
+def default_prompts() -> list[str]:
+    """The fixed prompt set: every motion at every speed (3 prompts per motion, 30 in all).
+
+    Colours and shapes cycle so that each colour appears 3-4 times and each shape 10 times;
+    spinning uses squares and triangles only (the world never draws a spinning circle).
+    """
+    colors = list(world.COLORS)
+    out = []
+    for i, motion in enumerate(world.MOTIONS):
+        speeds = (None, None, None) if motion == "standing still" else (None, "slowly", "quickly")
+        for j, speed in enumerate(speeds):
+            color = colors[(3 * i + j) % len(colors)]
+            shapes = ("square", "triangle") if motion == "spinning" else world.SHAPES
+            shape = shapes[(i + j) % len(shapes)]
+            out.append(world.ClipSpec(color, shape, motion, speed).caption)
+    return out
+
+
+def load_prompts(path: str | Path) -> list[str]:
+    """One caption per line (blank lines and '#' comments skipped); each must parse."""
+    prompts = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            world.parse_caption(line)
+        except ValueError as e:
+            raise ValueError(f"{path}:{n}: {e}") from None
+        prompts.append(line)
+    if not prompts:
+        raise ValueError(f"no prompts in {path}")
+    return prompts
+
+
+def _seed_list(seeds) -> list[int]:
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ValueError("seeds must be >= 1")
+        return list(range(seeds))
+    return [int(s) for s in seeds]
+
+
+# ----------------------------------------------------------------------------- clips
+def world_clips(prompts: Sequence[str], seeds, frames: int, size: int, stride: int = 1):
+    """The world's own clips for the prompts: [(prompt, seed, video)]."""
+    out = []
+    for seed in _seed_list(seeds):
+        for i, p in enumerate(prompts):
+            clip = world.make_clip(world.parse_caption(p), frames, size, stride, seed=10_007 * seed + i)
+            out.append((p, seed, clip.video))
+    return out
+
+
+def model_clips(model, tokenizer, prompts: Sequence[str], seeds, *, steps: int = 25, guidance: float = 3.0,
+                sampler: str = "dpm++", frames: int | None = None, stride: int = 1, batch_size: int = 8,
+                progress: Callable[[str], None] | None = None):
+    """Generate one clip per (prompt, seed), ``batch_size`` prompts at a time: [(prompt, seed, video)]."""
+    import torch
+
+    from .sampling import sample
+    from .video import to_uint8
+    frames = frames or model.config.frames
+    was_training = model.training
+    model.eval()
+    out = []
+    jobs = [(p, s) for s in _seed_list(seeds) for p in prompts]
+    t0 = time.perf_counter()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(jobs), batch_size):
+                chunk = jobs[start:start + batch_size]
+                ids, _ = tokenizer.batch([p for p, _ in chunk])
+                text = model.encode_text(ids)
+                uncond = model.encode_text(tokenizer.batch([""] * len(chunk))[0]) if guidance != 1.0 else None
+                gen = torch.Generator().manual_seed(1_000_003 * chunk[0][1] + start)
+                x = sample(model, text, uncond, generator=gen, steps=steps, guidance=guidance, sampler=sampler,
+                           frames=frames, stride=stride)
+                for (p, s), clip in zip(chunk, x):
+                    out.append((p, s, to_uint8(clip)))
+                if progress:
+                    progress(f"generated {len(out)}/{len(jobs)} clips ({time.perf_counter() - t0:.0f} s)")
+    finally:
+        model.train(was_training)
+    return out
+
+
+# ----------------------------------------------------------------------------- scores
+def score_clips(clips, stride: int = 1) -> list[tuple[str, int, ClipScore]]:
+    return [(p, s, evaluate_clip(v, world.parse_caption(p), stride)) for p, s, v in clips]
+
+
+def summarize(scores: Sequence[ClipScore]) -> dict:
+    """Percent of clips right per metric, per motion, and all four at once."""
+    n = len(scores)
+    pct = lambda xs: 100.0 * sum(bool(x) for x in xs) / len(xs) if xs else float("nan")
+    out = {m: pct([getattr(s, FIELDS[m]) for s in scores]) for m in METRICS}
+    out["all"] = pct([s.ok for s in scores])
+    out["direction"] = pct([s.direction_ok for s in scores])
+    out["n"] = n
+    per = {}
+    for motion in world.MOTIONS:
+        sel = [s for s in scores if world.parse_caption(s.caption).motion == motion]
+        if sel:
+            per[motion] = {"motion": pct([s.motion_ok for s in sel]), "n": len(sel)}
+    out["per_motion"] = per
+    return out
+
+
+def _verdicts(model: dict | None, ceiling: dict | None) -> dict:
+    out = {}
+    for m in METRICS:
+        if model is None:
+            out[m] = None
+            continue
+        ok = model[m] >= TARGETS[m]
+        if ceiling is not None:
+            ok = ok and ceiling[m] - model[m] <= MAX_GAP
+        out[m] = bool(ok)
+    return out
+
+
+def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = None, seeds=DEFAULT_SEEDS,
+                   steps: int = 25, guidance: float = 3.0, sampler: str = "dpm++", *, frames: int | None = None,
+                   size: int | None = None, stride: int = 1, batch_size: int = 8, ceiling: bool = True,
+                   keep_clips: bool = False, progress: Callable[[str], None] | None = None) -> dict:
+    """Evaluate a model (a ``STUNet`` with its tokenizer, or a ``Pipeline``) and/or the world ceiling.
+
+    ``model=None`` scores only the world's clips (``frames`` and ``size`` then default to 32).
+    Returns a JSON-able dict: settings, ``model`` and ``ceiling`` summaries (percent of clips),
+    per-metric ``pass`` verdicts (target met and within ``MAX_GAP`` of the ceiling), ``passed``,
+    and per-clip scores under ``clips``; with ``keep_clips`` also the videos (not JSON-able).
+    """
+    if model is not None and hasattr(model, "model") and hasattr(model, "tokenizer"):   # a Pipeline
+        model, tokenizer = model.model, tokenizer or model.tokenizer
+    if model is not None and tokenizer is None:
+        raise ValueError("a model needs its tokenizer")
+    prompts = list(prompts) if prompts is not None else default_prompts()
+    for p in prompts:
+        world.parse_caption(p)
+    seeds = _seed_list(seeds)
+    if model is not None:
+        frames = frames or model.config.frames
+        size = model.config.height
+    frames, size = frames or 32, size or 32
+    result = {"settings": {"prompts": len(prompts), "seeds": seeds, "steps": steps, "guidance": guidance,
+                           "sampler": sampler, "frames": frames, "size": size, "stride": stride,
+                           "batch_size": batch_size},
+              "prompts": prompts, "targets": dict(TARGETS), "max_gap": MAX_GAP,
+              "model": None, "ceiling": None, "clips": {}, "seconds": {}}
+    videos = {}
+    if model is not None:
+        t0 = time.perf_counter()
+        clips = model_clips(model, tokenizer, prompts, seeds, steps=steps, guidance=guidance, sampler=sampler,
+                            frames=frames, stride=stride, batch_size=batch_size, progress=progress)
+        result["seconds"]["generate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scored = score_clips(clips, stride)
+        result["seconds"]["score"] = time.perf_counter() - t0
+        result["model"] = summarize([s for _, _, s in scored])
+        result["clips"]["model"] = [{"prompt": p, "seed": sd, **s.to_dict()} for p, sd, s in scored]
+        videos["model"] = clips
+    if ceiling:
+        t0 = time.perf_counter()
+        clips = world_clips(prompts, seeds, frames, size, stride)
+        scored = score_clips(clips, stride)
+        result["seconds"]["ceiling"] = time.perf_counter() - t0
+        result["ceiling"] = summarize([s for _, _, s in scored])
+        result["clips"]["ceiling"] = [{"prompt": p, "seed": sd, **s.to_dict()} for p, sd, s in scored]
+        videos["ceiling"] = clips
+    result["pass"] = _verdicts(result["model"], result["ceiling"])
+    result["passed"] = None if result["model"] is None else all(result["pass"].values())
+    if keep_clips:
+        result["videos"] = videos
+    return result
+
+
+# ----------------------------------------------------------------------------- report
+def _f(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.1f}"
+
+
+def format_table(result: dict) -> str:
+    """Markdown table: metric, model %, ceiling %, gap, target, pass; then the per-motion breakdown."""
+    m, c = result["model"], result["ceiling"]
+    lines = ["| metric | model % | ceiling % | gap | target | result |", "|---|---:|---:|---:|---:|---|"]
+    for k in METRICS:
+        mv = m[k] if m else None
+        cv = c[k] if c else None
+        gap = cv - mv if (mv is not None and cv is not None) else None
+        verdict = result["pass"].get(k)
+        v = "-" if verdict is None else ("pass" if verdict else "FAIL")
+        lines.append(f"| {LABELS[k]} | {_f(mv)} | {_f(cv)} | {_f(gap)} | >= {TARGETS[k]:.0f} | {v} |")
+    for k, label in (("all", "all four"), ("direction", "motion, ignoring speed")):
+        mv, cv = (m[k] if m else None), (c[k] if c else None)
+        gap = cv - mv if (mv is not None and cv is not None) else None
+        lines.append(f"| {label} | {_f(mv)} | {_f(cv)} | {_f(gap)} | | |")
+    lines.append("")
+    lines.append("| motion | clips | model % | ceiling % | gap |")
+    lines.append("|---|---:|---:|---:|---:|")
+    src = c or m
+    for motion in src["per_motion"]:
+        mv = m["per_motion"][motion]["motion"] if m else None
+        cv = c["per_motion"][motion]["motion"] if c else None
+        gap = cv - mv if (mv is not None and cv is not None) else None
+        lines.append(f"| {motion} | {src['per_motion'][motion]['n']} | {_f(mv)} | {_f(cv)} | {_f(gap)} |")
+    s = result["settings"]
+    lines.append("")
+    lines.append(f"{s['prompts']} prompts x {len(s['seeds'])} seeds, {s['frames']} frames of {s['size']}x{s['size']} "
+                 f"at stride {s['stride']}; {s['sampler']}, {s['steps']} steps, guidance {s['guidance']}. "
+                 f"Pass: at least the target and within {MAX_GAP:.0f} points of the ceiling (the world's own "
+                 f"clips for the same prompts).")
+    if result["passed"] is not None:
+        lines.append(f"Overall: {'PASS' if result['passed'] else 'FAIL'}.")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- command line
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="stunet eval", description="Score a model with analytic detectors "
+                                "(colour, shape, motion, coherence) against the world's own clips.")
+    p.add_argument("--model", help="checkpoint directory (default: the shipped model)")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds per prompt")
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--sampler", default="dpm++", choices=("dpm++", "ddim"))
+    p.add_argument("--prompts", help="file with one caption per line (default: the fixed prompt set)")
+    p.add_argument("--limit", type=int, help="only the first N prompts (quick runs)")
+    p.add_argument("--batch", type=int, default=8, help="clips per sampling batch")
+    p.add_argument("--stride", type=int, default=1, help="frame stride (the model's frame-rate conditioning)")
+    p.add_argument("--frames", type=int, help="clip length (default: the model's window)")
+    p.add_argument("--ceiling-only", action="store_true", help="score only the world's clips (no model)")
+    p.add_argument("--json", help="write the full result (per-clip scores included) here")
+    p.add_argument("--markdown", help="write the table here")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a metric fails its target")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        prompts = load_prompts(args.prompts) if args.prompts else default_prompts()
+        if args.limit is not None:
+            if args.limit < 1:
+                raise ValueError("--limit must be >= 1")
+            prompts = prompts[:args.limit]
+        if args.seeds < 1 or args.steps < 1 or args.batch < 1:
+            raise ValueError("--seeds, --steps and --batch must be >= 1")
+        log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+        model = tokenizer = None
+        frames, size = args.frames, None
+        if not args.ceiling_only:
+            from .checkpoint import default_model_dir, load_pretrained
+            d = Path(args.model) if args.model else default_model_dir()
+            if not d.is_dir():
+                raise ValueError(f"no model at {d} (train one, pass --model DIR, or use --ceiling-only)")
+            model, tokenizer = load_pretrained(d)
+            if args.stride not in model.config.strides:
+                raise ValueError(f"stride must be one of {model.config.strides}")
+        elif args.model:
+            from .checkpoint import read_config
+            cfg = read_config(args.model)
+            frames, size = frames or cfg.frames, cfg.height
+        result = evaluate_model(model, tokenizer, prompts, args.seeds, args.steps, args.guidance, args.sampler,
+                                frames=frames, size=size, stride=args.stride, batch_size=args.batch,
+                                progress=log)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.model or not args.ceiling_only:
+        result["settings"]["model"] = str(args.model or default_model_dir_str())
+    table = format_table(result)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(table + "\n")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    if args.strict and result["passed"] is False:
+        return 1
+    return 0
+
+
+def default_model_dir_str() -> str:
+    from .checkpoint import default_model_dir
+    return str(default_model_dir())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

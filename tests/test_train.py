@@ -1,0 +1,82 @@
+"""Training: a tiny run lowers the loss, resumes, and runs data-parallel on two processes."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from stunet.checkpoint import load_pretrained
+from stunet.config import preset
+from stunet.diffusion import alphas_cumprod
+from stunet.model import STUNet
+from stunet.train import TASKS, loss_fn, main, make_condition, tokenizer_for, video_batch
+
+
+def _fixed_loss(model, seed=0, n=4):
+    cfg = model.config
+    tok = tokenizer_for(cfg)
+    ac = alphas_cumprod(cfg)
+    losses = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        b = video_batch(rng, tok, cfg, 8)
+        with torch.no_grad():
+            losses.append(loss_fn(model, cfg, ac, b, rng, torch.Generator().manual_seed(i)).item())
+    return float(np.mean(losses))
+
+
+def test_tiny_training_lowers_the_loss_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    args = ["--preset", "tiny", "--out", str(out), "--image-steps", "20", "--video-steps", "60", "--batch", "4",
+            "--image-batch", "16", "--lr", "2e-3", "--image-lr", "2e-3", "--warmup", "5", "--ckpt-every", "40",
+            "--log-every", "10", "--quiet"]
+    main(args)
+    torch.manual_seed(0)
+    before = _fixed_loss(STUNet(preset("tiny")).eval())
+    model, _ = load_pretrained(out)
+    after = _fixed_loss(model)
+    assert after < 0.8 * before, (before, after)
+    log = [json.loads(l) for l in (out / "train.log").read_text().splitlines()]
+    assert any(r.get("event") == "inflated" for r in log)
+    assert log[-1]["event"] == "done" and log[-1]["step"] == 60
+    state = json.loads((out / "train_state" / "state.json").read_text())
+    assert (state["stage"], state["step"]) == ("video", 60)
+    assert "image_unet" in {p.name for p in out.iterdir()}
+    # resume to a later step count
+    main(args[:6] + ["--video-steps", "70"] + args[8:] + ["--resume"])
+    log = [json.loads(l) for l in (out / "train.log").read_text().splitlines()]
+    starts = [r for r in log if r.get("event") == "start"]
+    assert starts[-1]["stage"] == "video" and starts[-1]["step"] == 60
+    assert log[-1]["event"] == "done" and log[-1]["step"] == 70
+
+
+def test_condition_tasks_mask_the_right_pixels():
+    x0 = torch.randn(64, 3, 8, 16, 16)
+    cond, mask, tasks = make_condition(x0, np.random.default_rng(0))
+    assert set(tasks) == set(TASKS)
+    for i, t in enumerate(tasks):
+        m = mask[i, 0]
+        if t == "none":
+            assert m.sum() == 0
+        elif t == "first_frame":
+            assert m[0].all() and m[1:].sum() == 0
+        elif t == "region":
+            assert 0 < m.mean() < 1 and (m == m[0]).all()        # same box in every frame
+        assert torch.equal(cond[i], x0[i] * mask[i])
+
+
+def test_ddp_two_processes(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "stunet.train", "--preset", "tiny", "--out", str(out), "--image-steps", "3", "--video-steps", "4",
+           "--batch", "2", "--image-batch", "4", "--quiet", "--threads", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = [json.loads(l) for l in (out / "train.log").read_text().splitlines()]
+    assert log[0]["world_size"] == 2
+    assert log[-1]["event"] == "done"
+    load_pretrained(out)
