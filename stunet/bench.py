@@ -51,6 +51,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT_MARK = "STUNET_BENCH_RESULT "
+MMAP_THRESHOLD = 128 * 1024
 
 FULL_FRAMES = (16, 32, 64, 128, 256)
 QUICK_FRAMES = (16, 32)
@@ -83,7 +84,7 @@ class Options:
     threads: int = 0                      # 0: torch's default
     inspect_frames: int | None = None     # default: the preset's training window
     inspect_steps: int = 6
-    inspect_rounds: int = 3
+    inspect_rounds: int = 5
     matmul_size: int = 2048
     matmul_repeats: int = 5
     isolate: bool = True                  # one fresh process per cell
@@ -235,6 +236,52 @@ class PeakMemory:
         return max(0, hwm - self.base)
 
 
+def live_tensor_peak(fn) -> int:
+    """Peak bytes of tensor storage created by the ops of ``fn()`` and alive at once.
+
+    A ``TorchDispatchMode`` sees every op's outputs; a storage counts from its first output to the
+    death of the last tensor that the mode saw on it. Deterministic and allocator-independent, but a
+    lower bound: buffers a kernel allocates internally (oneDNN scratchpads, reorders) are not tensors.
+    """
+    import weakref
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class Live(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.refs, self.size, self.cur, self.peak = {}, {}, 0, 0
+
+        def release(self, key):
+            self.refs[key] -= 1
+            if not self.refs[key]:
+                del self.refs[key]
+                self.cur -= self.size.pop(key)
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+                    st = t.untyped_storage()
+                    key = st.data_ptr()
+                    if not key:
+                        continue
+                    if key not in self.refs:
+                        self.refs[key], self.size[key] = 0, st.nbytes()
+                        self.cur += st.nbytes()
+                        self.peak = max(self.peak, self.cur)
+                    self.refs[key] += 1
+                    weakref.finalize(t, self.release, key)
+            return out
+
+    mode = Live()
+    with mode:
+        fn()
+    gc.collect()
+    return mode.peak
+
+
 def _attention_flop(q, k, v, *args, out_shape=None, **kwargs) -> int:
     from torch.utils.flop_counter import sdpa_flop_count
     return sdpa_flop_count(q, k, v)
@@ -331,8 +378,10 @@ def _run_memory_cell(spec) -> dict:
     for _ in range(spec.get("mem_steps", 2)):
         step()
     peak = mem.peak()
+    tensors = live_tensor_peak(step)
     flops, by_op = count_flops(step)
-    return dict(peak_bytes=peak, memory_method=mem.method, params=params, flops=flops, flops_by_op=by_op)
+    return dict(peak_bytes=peak, tensor_peak_bytes=tensors, memory_method=mem.method, params=params,
+                flops=flops, flops_by_op=by_op)
 
 
 def _run_timing_cell(spec) -> dict:
@@ -441,6 +490,10 @@ def run_cell(spec: dict, isolate: bool) -> dict:
     if spec.get("threads"):
         env["OMP_NUM_THREADS"] = str(spec["threads"])
     env.setdefault("HF_HUB_OFFLINE", "1")
+    if spec.get("kind") == "memory":
+        # glibc: a fixed mmap threshold, so freed tensors go back to the OS and the peak-RSS mark follows
+        # live memory (with the default, adaptive threshold it varied by about 30% from run to run).
+        env["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)
     code = "from stunet.bench import worker_main; worker_main()"
     proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(spec), capture_output=True,
                           text=True, env=env)
@@ -559,9 +612,14 @@ def step_time(res: Results, model: str, t: int) -> float | None:
     return med(c["times"]) if c and "times" in c else None
 
 
-def peak_mib(res: Results, model: str, t: int) -> float | None:
+def peak_mib(res: Results, model: str, t: int, key: str = "peak_bytes") -> float | None:
+    """Peak memory of a step in MiB: RSS (``peak_bytes``) or live tensors (``tensor_peak_bytes``)."""
     c = res.cells.get((model, t))
-    return c["peak_bytes"] / 2 ** 20 if c and "peak_bytes" in c else None
+    return c[key] / 2 ** 20 if c and key in c else None
+
+
+def tensor_mib(res: Results, model: str, t: int) -> float | None:
+    return peak_mib(res, model, t, "tensor_peak_bytes")
 
 
 def gflops(res: Results, model: str, t: int) -> tuple[float, float] | None:
@@ -638,17 +696,19 @@ def targets(res: Results) -> list[Target]:
     s256 = speedup(res, 256, b)
     out.append(Target(f"`{a}` >= {T_SPEEDUP_256:g}x faster per step than `{b}` at 256 frames",
                       _x(s256), _status(None if s256 is None else s256 >= T_SPEEDUP_256)))
-    mem = [(t, peak_mib(res, a, t), peak_mib(res, b, t)) for t in frames]
-    mem = [(t, pa, pb) for t, pa, pb in mem if pa is not None and pb is not None]
-    out.append(Target(f"`{a}` lower peak memory per step than `{b}` (every frame count)",
-                      ", ".join(f"{t}: {pa:.0f} vs {pb:.0f} MiB" for t, pa, pb in mem) or "-",
-                      _status(None if not mem else all(pa < pb for _, pa, pb in mem))))
+    mem = [(t, peak_mib(res, a, t), peak_mib(res, b, t), tensor_mib(res, a, t), tensor_mib(res, b, t))
+           for t in frames]
+    mem = [m for m in mem if None not in m]
+    out.append(Target(f"`{a}` lower peak memory per step than `{b}` (RSS and live tensors, every frame count)",
+                      ", ".join(f"{t}: {ra:.0f} vs {rb:.0f} MiB RSS, {ta:.0f} vs {tb:.0f} MiB tensors"
+                                for t, ra, rb, ta, tb in mem) or "-",
+                      _status(None if not mem else all(ra < rb and ta < tb for _, ra, rb, ta, tb in mem))))
     for layout in res.unet3d:
         for t in res.opts.unet3d_frames:
             s = speedup(res, t, f"unet3d-{layout}")
             out.append(Target(f"`{a}` >= {T_SPEEDUP_UNET3D:g}x faster per step than `UNet3DConditionModel` "
-                              f"({layout} layout, {res.params[f'unet3d-{layout}'] / 1e6:.2f} M vs "
-                              f"{res.params[a] / 1e6:.2f} M parameters) at {t} frames",
+                              f"({layout} layout, {res.params[f'unet3d-{layout}'] / 1e6:.2f} M parameters against "
+                              f"{res.params[a] / 1e6:.2f} M) at {t} frames",
                               _x(s), _status(None if s is None else s >= T_SPEEDUP_UNET3D)))
     ov = inspect_overhead(res)
     out.append(Target(f"inspection overhead <= {T_INSPECT_OVERHEAD:.0%}",
@@ -695,95 +755,102 @@ def render(res: Results) -> str:
     cfg_a, _ = model_configs(o)
     mm_ref = "bf16" if o.bf16 else "fp32"
     ref = matmul_gflops(res, mm_ref)
-    parts = []
     m = res.machine
     mem_method = " / ".join(sorted({c["memory_method"] for c in res.cells.values() if "memory_method" in c})) \
         or "-"
-    parts.append("# STUNet benchmark\n")
+    where = "in a fresh process per model and frame count" if o.isolate else \
+        "in this process (--in-process: less clean)"
+    parts = ["# STUNet benchmark\n"]
     if o.quick:
         parts.append("> **Quick (smoke) run**: few frames and repeats; not the reference numbers.\n")
     busy = max(m.get("load_start") or 0, m.get("load_end") or 0)
     if busy > 0.5:
-        parts.append(f"> **The CPU was not idle** (1-minute load average {m.get('load_start', 0):.2f} at the "
-                     f"start, {m.get('load_end', 0):.2f} at the end, on {m['cpus']} CPUs): timings are disturbed "
+        parts.append(f"> **The CPU was not idle** (1-minute load average {m.get('load_start') or 0:.2f} at the "
+                     f"start, {m.get('load_end') or 0:.2f} at the end, on {m['cpus']} CPUs): timings are disturbed "
                      f"by other processes.\n")
     parts.append(
         f"- command: `{res.command}`\n"
-        f"- date: {res.started}; run took {res.seconds:.0f} s\n"
+        f"- date: {res.started}; the run took {res.seconds:.0f} s\n"
         f"- machine: {m['cpu_model']}, {m['cpus']} CPUs ({m['cores']}); {m['platform']}\n"
         f"- software: Python {m['python']}, torch {m['torch']}, diffusers {m['diffusers']}; "
         f"{res.threads} torch thread(s)\n"
         f"- step: one forward on batch {o.batch} (classifier-free guidance: conditional + unconditional rows), "
         f"{cfg_a.height}x{cfg_a.width}, {prec}, `torch.no_grad()`; text encoded outside the step\n"
-        f"- time: median of {o.repeats} steps after {o.warmup} warm-up; the models of one frame count are "
-        f"built in one {'process' if o.isolate else 'shared process (--in-process)'} and timed round-robin "
-        f"(order reversed every other round), so drift of the machine's speed hits them alike\n"
-        f"- peak memory: resident memory above the model-and-inputs baseline over {o.mem_steps} steps from "
-        f"cold, {'in a fresh process per model and frame count' if o.isolate else 'in a shared process (--in-process: less clean)'}"
-        f"; method: {mem_method}\n"
+        f"- time: median of {o.repeats} steps after {o.warmup} warm-up; the models of one frame count are built "
+        f"in one {'fresh process' if o.isolate else 'process'} and timed round-robin (order reversed every other "
+        f"round), so a drift of the machine's speed hits them alike\n"
+        f"- peak memory, {where}, above the baseline with the model and inputs built: **RSS**, the resident set's "
+        f"high-water mark over {o.mem_steps} steps from cold ({mem_method}; glibc mmap threshold fixed at "
+        f"{MMAP_THRESHOLD // 1024} KiB so freed tensors return to the OS); **tensors**, the most tensor storage "
+        f"alive at once during a step (a dispatch-mode tracker: deterministic, but blind to kernels' internal "
+        f"buffers)\n"
         f"- FLOPs: `torch.utils.flop_counter.FlopCounterMode` on one step (2 per multiply-add: convolutions, "
-        f"matrix products and scaled-dot-product attention, CPU flash attention included)\n"
+        f"matrix products and scaled-dot-product attention, CPU flash attention included); GFLOP/s = FLOP / "
+        f"median time\n"
         f"- parameters: `{a}` {res.params[a]:,}, `{b}` {res.params[b]:,}"
         + "".join(f", `UNet3DConditionModel` ({k} layout) {v['params']:,}" for k, v in res.unet3d.items()) + "\n")
 
-    # --- per-step table
     sweep = sorted(set(o.frames) | set(o.unet3d_frames))
-    has_err = any(_err(res, n, t) for n in (a, b) for t in sweep)
-    rows = []
-    prev = None
+    errors = [f"`{n}` at {t} frames: {e}" for t in sweep for n in [a, b] + [f"unet3d-{k}" for k in res.unet3d]
+              if (e := _err(res, n, t))]
+
+    # --- time per step
+    parts.append(f"## Time per denoising step: `{a}` against `{b}`\n")
+    parts.append(f"speed-up = `{b}` time / `{a}` time; exponent = growth of the time per step since the "
+                 f"previous row, log(time ratio) / log(frames ratio) (1 = linear).\n")
+    rows, prev = [], None
     for t in sweep:
         ta, tb = step_time(res, a, t), step_time(res, b, t)
-        la = local_exponent(prev, (t, ta, tb), 1)
-        lb = local_exponent(prev, (t, ta, tb), 2)
+        la, lb = local_exponent(prev, (t, ta, tb), 1), local_exponent(prev, (t, ta, tb), 2)
         prev = (t, ta, tb)
-        pa, pb = peak_mib(res, a, t), peak_mib(res, b, t)
-        ga, gb = gflops(res, a, t), gflops(res, b, t)
-        row = [str(t), _f(ta and ta * 1e3), _f(ta and ta * 1e3 / t, "{:.2f}"), _f(la, "{:.2f}"), _f(pa, "{:.0f}"),
-               _f(tb and tb * 1e3), _f(tb and tb * 1e3 / t, "{:.2f}"), _f(lb, "{:.2f}"), _f(pb, "{:.0f}"),
-               _x(speedup(res, t, b)), _f(pa / pb if pa and pb else None, "{:.2f}"),
-               _f(ga and ga[0]), _f(ga and ga[1]), _f(gb and gb[0]), _f(gb and gb[1])]
-        if has_err:
-            row.append("; ".join(f"{n}: {e}" for n in (a, b) if (e := _err(res, n, t))) or "")
-        rows.append(row)
-    hdr = ["frames", f"`{a}` ms/step", "ms/frame", "exponent", "peak MiB", f"`{b}` ms/step", "ms/frame",
-           "exponent", "peak MiB",
-           "speed-up", "memory ratio", f"`{a}` GFLOP", "GFLOP/s", f"`{b}` GFLOP", "GFLOP/s"]
-    if has_err:
-        hdr.append("errors")
-    parts.append(f"## Per denoising step: `{a}` against `{b}`\n")
-    parts.append(f"Speed-up = `{b}` time / `{a}` time; memory ratio = `{a}` peak / `{b}` peak; exponent = "
-                 f"local growth of time per step with frames since the previous row, "
-                 f"log(time ratio) / log(frames ratio) (1 = linear).\n")
-    parts.append(_table(hdr, rows) + "\n")
+        rows.append([str(t), _f(ta and ta * 1e3), _f(ta and ta * 1e3 / t, "{:.2f}"), _f(la, "{:.2f}"),
+                     _f(tb and tb * 1e3), _f(tb and tb * 1e3 / t, "{:.2f}"), _f(lb, "{:.2f}"),
+                     _x(speedup(res, t, b))])
+    parts.append(_table(["frames", f"`{a}` ms/step", "ms/frame", "exponent", f"`{b}` ms/step", "ms/frame",
+                         "exponent", "speed-up"], rows) + "\n")
     ea, eb = exponent(res, a), exponent(res, b)
-    parts.append(f"Time per step against frames, fitted exponent (log-log least squares over "
-                 f"{', '.join(map(str, sorted(o.frames)))}): `{a}` {_f(ea, '{:.2f}')}, `{b}` {_f(eb, '{:.2f}')} "
-                 f"(1 = linear).\n")
+    parts.append(f"Fitted exponent of time per step against frames (log-log least squares over "
+                 f"{', '.join(map(str, sorted(o.frames)))}): `{a}` {_f(ea, '{:.2f}')}, `{b}` {_f(eb, '{:.2f}')}.\n")
 
-    # --- UNet3D table
+    # --- memory and compute
+    parts.append(f"## Peak memory and compute per step: `{a}` against `{b}`\n")
+    rows = []
+    for t in sweep:
+        ra, rb, ma, mb = peak_mib(res, a, t), peak_mib(res, b, t), tensor_mib(res, a, t), tensor_mib(res, b, t)
+        ga, gb = gflops(res, a, t), gflops(res, b, t)
+        rows.append([str(t), _f(ra, "{:.0f}"), _f(rb, "{:.0f}"), _f(ra / rb if ra and rb else None, "{:.2f}"),
+                     _f(ma, "{:.0f}"), _f(mb, "{:.0f}"), _f(ma / mb if ma and mb else None, "{:.2f}"),
+                     _f(ga and ga[0]), _f(ga and ga[1]), _f(gb and gb[0]), _f(gb and gb[1])])
+    parts.append(_table(["frames", f"`{a}` RSS MiB", f"`{b}` RSS MiB", "ratio", f"`{a}` tensors MiB",
+                         f"`{b}` tensors MiB", "ratio", f"`{a}` GFLOP", "GFLOP/s", f"`{b}` GFLOP", "GFLOP/s"],
+                        rows) + "\n")
+
+    # --- UNet3D
     if res.unet3d:
         parts.append("## Against diffusers' `UNet3DConditionModel` at matched parameters\n")
-        parts.append("Widths searched (multiples of the group count, same level count) to the parameter count of "
-                     f"`{a}`; `default` layout: diffusers' pattern, attention blocks (self + cross + temporal) at "
-                     "every level but the coarsest, plus the mid block; `matched` layout: attention blocks only at "
-                     f"the levels where `{a}` has cross/spatial attention, plus the mid block. Same clip, "
-                     f"batch {o.batch}, text of {1 + cfg_a.max_words} tokens x {cfg_a.text_dim}.\n")
+        parts.append("Widths searched (multiples of the group count, same number of levels) to the parameter count "
+                     f"of `{a}`. `default` layout: diffusers' pattern, attention blocks (spatial self + text cross + "
+                     "temporal) at every level but the coarsest, plus the mid block; `matched` layout: attention "
+                     f"blocks only at the levels where `{a}` has cross or spatial attention, plus the mid block. "
+                     f"Same clip and batch, text of {1 + cfg_a.max_words} tokens x {cfg_a.text_dim}.\n")
         rows = []
         for t in o.unet3d_frames:
             for model in [a] + [f"unet3d-{k}" for k in res.unet3d]:
-                st, pk, g = step_time(res, model, t), peak_mib(res, model, t), gflops(res, model, t)
+                st, g = step_time(res, model, t), gflops(res, model, t)
                 c = res.cells.get((model, t)) or {}
-                desc = f"`{a}`" if model == a else f"`UNet3DConditionModel` {model.split('-', 1)[1]}"
+                desc = f"`{a}`"
                 if model != a:
-                    kw = res.unet3d[model.split("-", 1)[1]]["kwargs"]
-                    desc += f" (widths {kw['block_out_channels']}, {kw['attention_head_dim']} head(s))"
-                rows.append([str(t), desc, f"{res.params[model]:,}", _f(st and st * 1e3), _f(pk, "{:.0f}"),
-                             _f(g and g[0]), _f(g and g[1]),
-                             _f(g and ref and 100 * g[1] / ref, "{:.1f}%"),
+                    layout = model.split("-", 1)[1]
+                    kw = res.unet3d[layout]["kwargs"]
+                    desc = (f"`UNet3DConditionModel` {layout} (widths {kw['block_out_channels']}, "
+                            f"{kw['attention_head_dim']} head(s))")
+                rows.append([str(t), desc, f"{res.params[model]:,}", _f(st and st * 1e3),
+                             _f(peak_mib(res, model, t), "{:.0f}"), _f(tensor_mib(res, model, t), "{:.0f}"),
+                             _f(g and g[0]), _f(g and g[1]), _f(g and ref and 100 * g[1] / ref, "{:.1f}%"),
                              "-" if model == a else _x(speedup(res, t, model)),
-                             _flop_split(c["flops_by_op"]) if c.get("flops_by_op") else (c.get("error") or "-")])
-        parts.append(_table(["frames", "model", "parameters", "ms/step", "peak MiB", "GFLOP", "GFLOP/s",
-                             f"of {mm_ref} matmul", f"`{a}` speed-up", "FLOP split"], rows) + "\n")
+                             _flop_split(c["flops_by_op"]) if c.get("flops_by_op") else "-"])
+        parts.append(_table(["frames", "model", "parameters", "ms/step", "RSS MiB", "tensors MiB", "GFLOP",
+                             "GFLOP/s", f"of {mm_ref} matmul", f"`{a}` speed-up", "FLOP split"], rows) + "\n")
 
     # --- compute reference
     parts.append("## Achieved compute\n")
@@ -791,30 +858,34 @@ def render(res: Results) -> str:
     for dt in ("bf16", "fp32"):
         vals = [mm[dt]["flops"] / med(mm[dt]["times"]) / 1e9 for mm in res.matmul if dt in mm]
         rows.append([f"{dt} matmul {o.matmul_size}x{o.matmul_size}x{o.matmul_size}",
-                     " / ".join(f"{v:.1f}" for v in vals) or "-"])
+                     " / ".join(f"{v:.1f}" for v in vals) + " (before / after the models)" if vals else "-"])
     for model in (a, b):
         for t in sorted(o.frames):
             g = gflops(res, model, t)
             if g:
                 rows.append([f"`{model}` step, {t} frames ({prec})",
-                             f"{g[1]:.1f} ({100 * g[1] / ref:.1f}% of {mm_ref} matmul)" if ref else f"{g[1]:.1f}"])
-    parts.append(_table(["kernel", "GFLOP/s (matmul: before / after the cells)"], rows) + "\n")
+                             f"{g[1]:.1f} ({100 * g[1] / ref:.1f}% of the {mm_ref} matmul)" if ref else f"{g[1]:.1f}"])
+    parts.append(_table(["kernel", "GFLOP/s"], rows) + "\n")
 
     # --- inspection
     parts.append("## Inspection overhead\n")
     i = res.inspect
     if i and "plain" in i:
         n = i["steps"]
-        parts.append(f"`stunet.sampling.sample` of `{a}` ({i['frames']} frames, {n} DPM-Solver++ steps, "
-                     f"guidance 4, {prec}), alternately without and with an `Inspector` recording features and "
-                     f"temporal + cross attention at every step; median of {len(i['plain'])} rounds after one "
-                     f"warm-up of each.\n")
+        parts.append(f"`stunet.sampling.sample` of `{a}` ({i['frames']} frames, {n} DPM-Solver++ steps, guidance 4, "
+                     f"{prec}), alternately without and with an `Inspector` recording features and temporal + "
+                     f"cross attention at every step; median of {len(i['plain'])} rounds after one warm-up of "
+                     f"each.\n")
         parts.append(_table(["", "ms/step", "recorded MiB/step"], [
             ["plain", f"{med(i['plain']) * 1e3 / n:.1f}", "-"],
             ["with Inspector", f"{med(i['inspected']) * 1e3 / n:.1f}", f"{i['recorded_bytes'] / n / 2 ** 20:.2f}"],
             ["overhead", f"{inspect_overhead(res):+.1%}", f"dropped records: {i['dropped']}"]]) + "\n")
     else:
         parts.append(f"not measured{': ' + i['error'] if i and 'error' in i else ''}\n")
+
+    if errors:
+        parts.append("## Failed measurements\n")
+        parts.append("\n".join(f"- {e}" for e in errors) + "\n")
 
     # --- targets
     parts.append("## Targets (issue 2, section 6)\n")
@@ -894,7 +965,7 @@ def parse(argv) -> tuple[Options, argparse.Namespace]:
                 warmup=args.warmup if args.warmup is not None else (1 if q else 2),
                 repeats=args.repeats or (2 if q else 5), threads=args.threads,
                 inspect_steps=args.inspect_steps or (2 if q else 6),
-                inspect_rounds=args.inspect_rounds if args.inspect_rounds is not None else (2 if q else 3),
+                inspect_rounds=args.inspect_rounds if args.inspect_rounds is not None else (2 if q else 5),
                 matmul_size=args.matmul_size or (1024 if q else 2048), matmul_repeats=3 if q else 5,
                 isolate=not args.in_process,
                 unet3d_layouts=LAYOUTS if args.unet3d_layout == "both" else (args.unet3d_layout,))

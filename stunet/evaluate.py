@@ -308,7 +308,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.model or not args.ceiling_only:
-        result["settings"]["model"] = str(args.model or default_model_dir_str())
+        from .checkpoint import default_model_dir
+        result["settings"]["model"] = str(args.model or default_model_dir())
     table = format_table(result)
     print(table)
     if args.markdown:
@@ -320,11 +321,6 @@ def main(argv=None) -> int:
     if args.strict and result["passed"] is False:
         return 1
     return 0
-
-
-def default_model_dir_str() -> str:
-    from .checkpoint import default_model_dir
-    return str(default_model_dir())
 
 
 if __name__ == "__main__":

@@ -114,8 +114,6 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
 
 PALETTE_NAMES = tuple(world.COLORS)
 PALETTE = np.array([world.COLORS[c] for c in PALETTE_NAMES], dtype=np.float64)
-
-
 PALETTE_CHROMA = PALETTE / PALETTE.max(1, keepdims=True)
 
 
@@ -170,10 +168,9 @@ def measure_frames(video: np.ndarray) -> FrameMeasures:
     ids, inv, counts = np.unique(labels[on], return_inverse=True, return_counts=True)
     sums = np.bincount(inv, weights=bright[on], minlength=len(ids))
     frame_of = (ids - 1) // (h * w)
-    comp = ids > 0
-    obj = comp & (counts >= speck)
+    obj = counts >= speck
     objects = np.bincount(frame_of[obj], minlength=t)[:t]
-    specks = np.bincount(frame_of[comp & ~obj], minlength=t)[:t]
+    specks = np.bincount(frame_of[~obj], minlength=t)[:t]
     # largest object of each frame (by total brightness)
     main = np.zeros(t, dtype=np.int64)
     best = np.full(t, -1.0)
@@ -420,6 +417,7 @@ def _within(measured, expected, tol=RATE_TOLERANCE) -> bool:
 # ----------------------------------------------------------------------------- per clip
 @dataclass
 class ClipScore:
+    """One clip's verdicts (``*_ok``, ``coherent``) and what they were decided on."""
     caption: str
     stride: int
     frames: int

@@ -27,10 +27,23 @@ __all__ = ["to_numpy", "pca_rgb", "frame_change", "frame_spans", "attention_matr
 
 
 def to_numpy(x) -> np.ndarray:
-    """torch tensor (any dtype, any device) or array -> float32 numpy array."""
+    """torch tensor (any dtype, any device) or array -> float32 numpy array.
+
+    The cast happens in numpy: on a busy machine every small torch op pays for waking its
+    thread pool, which adds up over the many small tensors of a recording.
+    """
     if hasattr(x, "detach"):
-        x = x.detach().float().cpu().numpy()
+        x = x.detach().cpu()
+        x = x.float().numpy() if str(x.dtype) == "torch.bfloat16" else x.numpy()
     return np.asarray(x, dtype=np.float32)
+
+
+def clip_uint8(x) -> np.ndarray:
+    """c t h w (or 1 c t h w) in [-1, 1] -> t h w c uint8, as ``stunet.video.to_uint8``, in numpy."""
+    a = to_numpy(x)
+    if a.ndim == 5:
+        a = a[0]
+    return np.round((np.clip(a, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(1, 2, 3, 0)
 
 
 def normalize(x: np.ndarray, lo_q: float = 1.0, hi_q: float = 99.0) -> np.ndarray:
@@ -46,6 +59,40 @@ def normalize(x: np.ndarray, lo_q: float = 1.0, hi_q: float = 99.0) -> np.ndarra
 
 
 # ----------------------------------------------------------------------------- features
+def _orthonormalize(q: np.ndarray) -> np.ndarray:
+    """Gram-Schmidt on the (few) columns of q."""
+    out = np.empty_like(q)
+    for i in range(q.shape[1]):
+        v = q[:, i] - out[:, :i] @ (out[:, :i].T @ q[:, i])
+        n = np.linalg.norm(v)
+        out[:, i] = v / n if n > 1e-300 else 0.0
+    return out
+
+
+def top_eigenvectors(cov: np.ndarray, k: int, iters: int = 300) -> np.ndarray:
+    """The k leading eigenvectors (columns, by decreasing eigenvalue) of a symmetric PSD matrix.
+
+    Subspace iteration with a fixed start, then Rayleigh-Ritz on the k x k projection:
+    only small matrix products, so it stays fast on a busy machine, where multi-threaded
+    LAPACK (``np.linalg.eigh`` on 128 x 128) can take hundreds of milliseconds.
+    """
+    cov = np.asarray(cov, dtype=np.float64)
+    c = cov.shape[0]
+    k = min(k, c)
+    if c <= 16:
+        vals, vecs = np.linalg.eigh(cov)
+        return vecs[:, np.argsort(vals)[::-1][:k]]
+    q = _orthonormalize(np.random.default_rng(0).standard_normal((c, k)))
+    for i in range(iters):
+        new = _orthonormalize(cov @ q)
+        done = i % 10 == 9 and np.abs(new - q).max() < 1e-7
+        q = new
+        if done:
+            break
+    vals, vecs = np.linalg.eigh(q.T @ cov @ q)
+    return q @ vecs[:, np.argsort(vals)[::-1]]
+
+
 def pca_rgb(features, components: int = 3) -> np.ndarray:
     """c t h w features -> t h w 3 float in [0, 1]: top principal components of the channels as RGB.
 
@@ -57,15 +104,13 @@ def pca_rgb(features, components: int = 3) -> np.ndarray:
     if x.ndim != 4:
         raise ValueError(f"features must be c t h w, got shape {x.shape}")
     c, t, h, w = x.shape
-    flat = x.reshape(c, -1).T.astype(np.float64)                       # n c
+    flat = x.reshape(c, -1).T                                          # n c (float32)
     flat = flat - flat.mean(0, keepdims=True)
-    cov = flat.T @ flat / max(1, flat.shape[0] - 1)
-    vals, vecs = np.linalg.eigh(cov)                                   # ascending
-    order = np.argsort(vals)[::-1][:components]
-    basis = vecs[:, order]                                             # c k
+    cov = (flat.T @ flat).astype(np.float64) / max(1, flat.shape[0] - 1)
+    basis = top_eigenvectors(cov, min(components, c))                  # c k
     idx = np.abs(basis).argmax(0)
     basis = basis * np.sign(basis[idx, np.arange(basis.shape[1])] + 1e-30)
-    proj = flat @ basis                                                # n k
+    proj = flat @ basis.astype(np.float32)                             # n k
     out = np.zeros((proj.shape[0], 3), dtype=np.float32)
     for i in range(min(3, proj.shape[1])):
         out[:, i] = normalize(proj[:, i])
@@ -143,6 +188,18 @@ def attention_distance(matrix) -> float:
 
 
 # ----------------------------------------------------------------------------- cross attention
+def _linear_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) weights of 1D linear resampling, half-pixel centres (torch's align_corners=False)."""
+    src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, None)
+    i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    f = src - i0
+    m = np.zeros((n_out, n_in), dtype=np.float32)
+    m[np.arange(n_out), i0] += 1 - f
+    m[np.arange(n_out), i1] += f
+    return m
+
+
 def word_maps(maps: list, positions: list[int], size: tuple[int, int, int], reduce: str = "sum") -> np.ndarray:
     """DAAM for video: per-layer cross-attention (each l t h w) -> (len(positions), T, H, W).
 
@@ -153,23 +210,20 @@ def word_maps(maps: list, positions: list[int], size: tuple[int, int, int], redu
     """
     if reduce not in ("sum", "mean"):
         raise ValueError("reduce must be 'sum' or 'mean'")
-    import torch
-    import torch.nn.functional as F
     T, H, W = size
     total = np.zeros((len(positions), T, H, W), dtype=np.float32)
     for m in maps:
-        x = torch.as_tensor(to_numpy(m))
+        x = to_numpy(m)
         if x.ndim != 4:
-            raise ValueError(f"cross-attention must be l t h w, got shape {tuple(x.shape)}")
+            raise ValueError(f"cross-attention must be l t h w, got shape {x.shape}")
         if max(positions, default=0) >= x.shape[0]:
             raise ValueError(f"token position out of range (layer has {x.shape[0]} tokens)")
         x = x[list(positions)]                                         # n t h w
-        t = x.shape[1]
+        t, h, w = x.shape[1:]
         if T % t:
             raise ValueError(f"{T} clip frames are not a multiple of {t} layer frames")
-        x = x.repeat_interleave(T // t, dim=1)                          # n T h w
-        x = F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)
-        total += x.numpy()
+        x = np.repeat(x, T // t, axis=1)                               # n T h w
+        total += np.einsum("Hh,nthw,Ww->ntHW", _linear_matrix(H, h), x, _linear_matrix(W, w), optimize=True)
     if reduce == "mean" and maps:
         total /= len(maps)
     return total

@@ -51,7 +51,7 @@ def test_cells_are_measured(tiny_results):
             c = r.cells[(model, t)]
             assert "error" not in c, c.get("error")
             assert all(x > 0 for x in c["times"]) and c["flops"] > 0 and c["params"] > 0
-            assert c["peak_bytes"] >= 0
+            assert c["peak_bytes"] >= 0 and c["tensor_peak_bytes"] > 0
     # the twin has temporal attention at every level; its attention FLOPs are counted
     assert any("attention" in k for k in r.cells[(b, 8)]["flops_by_op"])
     assert r.cells[(b, 16)]["flops"] > r.cells[(a, 16)]["flops"]
@@ -64,16 +64,23 @@ def test_cells_are_measured(tiny_results):
 
 def test_markdown_table(tiny_results):
     md = bench.render(tiny_results)
-    for heading in ("## Per denoising step", "## Against diffusers' `UNet3DConditionModel`", "## Achieved compute",
+    for heading in ("## Time per denoising step", "## Peak memory and compute", "## Against diffusers' `UNet3DConditionModel`", "## Achieved compute",
                     "## Inspection overhead", "## Targets"):
         assert heading in md
-    header, rows = _rows(md, "## Per denoising step")
-    assert header[:2] == ["frames", "`tiny` ms/step"] and "speed-up" in header and "peak MiB" in header
+    header, rows = _rows(md, "## Time per denoising step")
+    assert header[:2] == ["frames", "`tiny` ms/step"] and header[-1] == "speed-up"
     assert [r[0] for r in rows] == ["8", "16"]
     for r in rows:
         assert len(r) == len(header)
-        for col in ("`tiny` ms/step", "`tiny-vdm` ms/step", "speed-up", "`tiny` GFLOP", "GFLOP/s"):
+        for col in ("`tiny` ms/step", "`tiny-vdm` ms/step", "speed-up"):
             assert _number(r[header.index(col)]) > 0
+    header, rows = _rows(md, "## Peak memory and compute")
+    assert [r[0] for r in rows] == ["8", "16"]
+    for r in rows:
+        assert len(r) == len(header)
+        for col in ("`tiny` tensors MiB", "`tiny-vdm` tensors MiB", "`tiny` GFLOP", "GFLOP/s"):
+            assert _number(r[header.index(col)]) > 0
+        assert _number(r[header.index("`tiny` RSS MiB")]) >= 0
     header, rows = _rows(md, "## Against diffusers")
     assert len(rows) == 2 and all(_number(r[header.index("ms/step")]) > 0 for r in rows)
     header, rows = _rows(md, "## Targets")
@@ -92,7 +99,7 @@ def test_worker_process_measures_memory():
                 threads=1, height=cfg.height, width=cfg.width)
     res = bench.run_cell(spec, isolate=True)
     assert "error" not in res, res.get("error")
-    assert res["flops"] > 0 and res["peak_bytes"] > 0 and res["params"] > 0
+    assert res["flops"] > 0 and res["peak_bytes"] > 0 and res["tensor_peak_bytes"] > 0 and res["params"] > 0
     assert res["memory_method"].startswith("VmHWM") or "ru_maxrss" in res["memory_method"]
 
 

@@ -239,6 +239,15 @@ def test_noise_fails():
     sparse = np.where(rng.random((32, 32, 32, 1)) < 0.1, noise, 0).astype(np.uint8)
     s = M.evaluate_clip(sparse, "a white circle standing still")
     assert not s.coherent
+    # one colour over the whole frame is not an object
+    full = np.broadcast_to(np.array(world.COLORS["red"], np.uint8), (32, 32, 32, 3)).copy()
+    s = M.evaluate_clip(full, "a red square standing still")
+    assert not s.coherent and not s.shape_ok and not s.color_ok
+    # an object-sized blob of random colours is not one object of one colour
+    blob = clip("a white circle standing still").astype(float)
+    blob = (blob * rng.uniform(0.05, 1.0, blob.shape)).astype(np.uint8)
+    s = M.evaluate_clip(blob, "a white circle standing still")
+    assert not s.coherent and not s.color_ok
 
 
 def test_degraded_but_right_clips_still_pass():

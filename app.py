@@ -1,0 +1,8 @@
+"""STUNet studio: ``python app.py`` locally; the same file runs the Hugging Face Space.
+
+GRADIO_SERVER_NAME / GRADIO_SERVER_PORT work as usual; STUNET_MODEL picks the checkpoint.
+"""
+from demo.app import demo, launch_options
+
+if __name__ == "__main__":
+    demo.launch(**launch_options())

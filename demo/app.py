@@ -1,0 +1,352 @@
+"""The studio's Blocks: ``build_demo(pipeline=None)`` and a lazily built module-level ``demo``.
+
+    from demo.app import demo, launch_options
+    demo.launch(**launch_options())
+
+The model is loaded once per process (``shared_pipeline``) and shared read-only by all
+requests; ``build_demo`` never samples. Public API endpoints (``gradio_client``):
+
+    /generate            (prompt, seed, steps, guidance, frames[, sampler, stride, fps])
+                         -> video, mp4, gif, settings, preview, status
+    /pyramid             (frames) -> plot
+    /features            (step) -> image, plot, note
+    /temporal_attention  (step, layer, head, mode, row, col, hide_diagonal) -> picker, matrix, offsets, distance
+    /word_attention      (step, layer, average) -> image, plot
+    /xt_slice            (row, step) -> x-t image, x0-hat filmstrip
+    /export_npz          () -> .npz file
+
+The inspect endpoints read the caller's last clip (session state), so call /generate first
+with the same ``Client``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+import gradio as gr
+
+from . import limits as L
+from . import views
+from .about import TEXT as ABOUT_TEXT
+from .about import about_html
+from .errors import guarded
+from stunet.inspect import layer_names
+
+from .studio import HEAD_MEAN, LAYER_ALL, MODE_MEAN, MODE_POINT, SAMPLER_LABELS, Studio, head_choices
+
+log = logging.getLogger("stunet.studio")
+
+EXAMPLE_PROMPTS = [
+    "a red circle moving right",
+    "a blue square quickly spinning",
+    "a green triangle bouncing",
+    "a yellow circle slowly orbiting",
+    "a purple square growing",
+    "a white triangle moving up",
+]
+
+CSS = """
+#clip video, .pixelated img, .pixelated canvas { image-rendering: pixelated; }
+.words { display: flex; flex-wrap: wrap; gap: 2px; align-items: center; min-height: 28px; font-size: 14px; }
+.words .hint { color: #6b7280; font-size: 13px; }
+.about-figure { margin: 8px 0 4px; }
+table.limits td { padding: 2px 12px 2px 0; }
+.section-note { color: #4b5563; font-size: 14px; }
+"""
+
+HEAD = "<meta name='description' content='Generate clips with a space-time U-Net and see how it handles time.'>"
+
+
+def launch_options() -> dict:
+    """Keyword arguments for ``demo.launch()`` (Gradio 6: theme and css go here, not to Blocks)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from stunet.checkpoint import default_model_dir
+    return dict(theme=gr.themes.Soft(primary_hue="orange", secondary_hue="blue", neutral_hue="slate"),
+                css=CSS, head=HEAD, show_error=False, max_file_size="1mb",
+                blocked_paths=[str(default_model_dir())])
+
+
+# ----------------------------------------------------------------------------- the shared model
+_PIPELINE = None
+_PIPELINE_LOCK = threading.Lock()
+
+
+def shared_pipeline():
+    """The process's one Pipeline (checkpoint from ``STUNET_MODEL`` or ``assets/stunet-shapes``)."""
+    global _PIPELINE
+    with _PIPELINE_LOCK:
+        if _PIPELINE is None:
+            from stunet.checkpoint import default_model_dir
+            from stunet.pipeline import Pipeline
+            _PIPELINE = Pipeline.from_pretrained(default_model_dir())
+        return _PIPELINE
+
+
+def _warm_imports():
+    """Import the scheduler code in the background so the first Generate does not pay for it."""
+    try:
+        from stunet.diffusion import make_scheduler  # noqa: F401
+        import diffusers  # noqa: F401
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler  # noqa: F401
+        import numpy as np
+        # plotly imports its trace types lazily: pay for that now, not on the first Inspect
+        views.temporal_matrix_figure(np.eye(2), 2, "")
+        views.offset_figure(np.eye(2), "")
+        views.empty_figure("")
+    except Exception:  # pragma: no cover - only a speed-up
+        log.exception("background import failed")
+
+
+def build_demo(pipeline=None, warm: bool = True) -> gr.Blocks:
+    pipe = pipeline if pipeline is not None else shared_pipeline()
+    cfg = pipe.config
+    window, factor = cfg.frames, cfg.temporal_factor
+    examples = [[p, i, L.DEFAULT_STEPS, L.DEFAULT_GUIDANCE, window] for i, p in enumerate(EXAMPLE_PROMPTS)
+                if not pipe.tokenizer.encode(p).unknown]
+    studio = Studio(pipe, examples)
+    t_layers, x_layers = layer_names(pipe.model)
+    f_lo, f_hi = L.frames_range(factor, window)
+    params = sum(p.numel() for p in pipe.model.parameters())
+    first_prompt = examples[0][0] if examples else ""
+
+    with gr.Blocks(title="STUNet studio: how a space-time U-Net handles time",
+                   delete_cache=L.GRADIO_CACHE_CLEANUP) as demo:
+        record = gr.State(None, time_to_live=L.STATE_TTL_S)
+        shown_features = gr.State(None)          # (clip id, step) of the feature view on screen
+        gr.Markdown("# STUNet studio\nGenerate a short clip with Lumiere's **space-time U-Net** "
+                    "(arXiv 2401.12945), then look inside: how the network shrinks time along with space, "
+                    "where temporal attention looks, and which words drive which pixels.")
+        with gr.Tabs():
+            # ================================================================ Generate
+            with gr.Tab("Generate", id="generate"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=5):
+                        prompt = gr.Textbox(label="Prompt", value=first_prompt, max_length=L.MAX_PROMPT_CHARS,
+                                            placeholder="a red circle moving right", lines=1, max_lines=2,
+                                            elem_id="prompt", info="Enter runs. Colour, shape, motion, speed.")
+                        words_html = gr.HTML(studio.prompt_html(first_prompt), elem_id="prompt-words")
+                        with gr.Row():
+                            generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn", scale=3)
+                            stop_btn = gr.Button("Stop", variant="secondary", elem_id="stop-btn", scale=1)
+                        with gr.Accordion("Advanced", open=False, elem_id="advanced"):
+                            with gr.Row(equal_height=False):
+                                seed = gr.Number(label="Seed", value=L.DEFAULT_SEED, precision=0, minimum=L.MIN_SEED,
+                                                 maximum=L.MAX_SEED, scale=3, elem_id="seed")
+                                dice = gr.Button("Randomize", size="sm", scale=1, min_width=100, elem_id="randomize")
+                            steps = gr.Slider(L.MIN_STEPS, L.MAX_STEPS, value=L.DEFAULT_STEPS, step=1,
+                                              label="Denoising steps", elem_id="steps")
+                            guidance = gr.Slider(L.MIN_GUIDANCE, L.MAX_GUIDANCE, value=L.DEFAULT_GUIDANCE, step=0.5,
+                                                 label="Guidance (classifier-free)", elem_id="guidance")
+                            sampler = gr.Dropdown([(SAMPLER_LABELS.get(s, s), s) for s in ("dpm++", "ddim")],
+                                                  value=L.DEFAULT_SAMPLER, label="Sampler", elem_id="sampler")
+                            frames = gr.Slider(f_lo, f_hi, value=window, step=factor, label="Frames",
+                                               info=f"Multiples of {factor} (time is halved "
+                                                    f"{factor.bit_length() - 1}×). Over {window} frames, "
+                                                    f"overlapping {window}-frame windows are averaged "
+                                                    "(MultiDiffusion).", elem_id="frames")
+                            stride = gr.Dropdown([(f"{s}" + (" (every frame)" if s == 1 else " (faster motion)"), s)
+                                                  for s in cfg.strides], value=L.DEFAULT_STRIDE,
+                                                 label="Motion stride (frame-rate conditioning)", elem_id="stride",
+                                                 info="The model is told the clip's frames are this many "
+                                                      "source frames apart.")
+                            fps = gr.Slider(L.MIN_FPS, L.MAX_FPS, value=L.DEFAULT_FPS, step=1,
+                                            label="Playback frame rate (fps)", elem_id="fps")
+                        ex = None
+                        if examples:      # a model with another vocabulary may know none of these prompts
+                            ex = gr.Examples(
+                                [row + [L.DEFAULT_SAMPLER, L.DEFAULT_STRIDE, L.DEFAULT_FPS] for row in examples],
+                                inputs=[prompt, seed, steps, guidance, frames, sampler, stride, fps],
+                                visible_columns=[0], label="Examples: click to generate (cached after the first run)",
+                                examples_per_page=12)
+                        with gr.Accordion("Vocabulary", open=False):
+                            gr.Markdown(studio.vocabulary_md())
+                    with gr.Column(scale=6):
+                        video = gr.Video(label="Clip", autoplay=True, loop=True, interactive=False, height=360,
+                                         elem_id="clip", buttons=[])
+                        status = gr.Markdown("Press **Generate**: the x0-hat preview below sharpens step by step.",
+                                             label="status message", elem_id="status")
+                        gr.Markdown("**x0-hat**, the clip the network predicts at each step (frames left to "
+                                    "right, top to bottom):", elem_classes="section-note")
+                        preview = gr.Image(label="x0-hat preview", show_label=False, format="png",
+                                           interactive=False, elem_classes="pixelated", elem_id="preview",
+                                           buttons=[])
+                        with gr.Row():
+                            mp4_btn = gr.DownloadButton("Download MP4", size="sm", elem_id="dl-mp4")
+                            gif_btn = gr.DownloadButton("Download GIF", size="sm", elem_id="dl-gif")
+                        with gr.Accordion("Settings used (replayable)", open=False):
+                            settings_json = gr.JSON(label="Settings", elem_id="settings")
+                            replay_btn = gr.Button("Put these settings back in the form", size="sm")
+                            snippet = gr.Markdown()
+
+            # ================================================================ Inspect
+            with gr.Tab("Inspect", id="inspect", elem_id="inspect-tab"):
+                inspect_info = gr.Markdown("No clip yet: **generate one** in the Generate tab, then everything "
+                                           "below shows what happened inside the network (no second sampling run).",
+                                           elem_id="inspect-info")
+                step = gr.Slider(0, L.DEFAULT_STEPS - 1, value=L.DEFAULT_STEPS - 1, step=1, interactive=False,
+                                 label="Denoising step (0 = pure noise, last = the clip)", elem_id="step",
+                                 buttons=[])
+                with gr.Accordion("The space-time pyramid", open=True):
+                    gr.Markdown("Each row is a level on the clip-time axis. A box is one frame of that level, "
+                                "as wide as the clip frames it stands for and as tall as its spatial size: "
+                                "time shrinks along with space. Orange rows hold temporal attention. "
+                                "Hover a row for its layers.", elem_classes="section-note")
+                    pyramid_plot = gr.Plot(views.pyramid_figure(cfg, window), label="pyramid", show_label=False,
+                                           elem_id="pyramid")
+                with gr.Accordion("Feature maps", open=True):
+                    features_note = gr.Markdown(label="note", elem_classes="section-note")
+                    features_img = gr.Image(label="Each level's features per frame (PCA → RGB)", show_label=False,
+                                            format="png",
+                                            interactive=False, elem_classes="pixelated", elem_id="features",
+                                            buttons=["download", "fullscreen"])
+                    change_plot = gr.Plot(label="frame change", show_label=False, elem_id="feature-change")
+                with gr.Accordion("Temporal attention", open=True):
+                    gr.Markdown("Every spatial position attends over the frames of its level. Left: query frame × "
+                                "key frame. Right: the same by frame offset (0 = itself), since the raw average is "
+                                "mostly a diagonal band. Click the image to look at one position.",
+                                elem_classes="section-note")
+                    with gr.Row():
+                        t_layer = gr.Dropdown([(views.layer_label(n), n) for n, _ in t_layers],
+                                              value=t_layers[0][0] if t_layers else None, label="Layer",
+                                              elem_id="t-layer")
+                        head = gr.Dropdown(head_choices(t_layers[0][1] if t_layers else 0), value=HEAD_MEAN,
+                                           label="Head", elem_id="t-head")
+                        mode = gr.Radio([MODE_MEAN, MODE_POINT], value=MODE_MEAN, label="Positions",
+                                        elem_id="t-mode")
+                        hide_diag = gr.Checkbox(False, label="Hide the diagonal", elem_id="t-hide-diag")
+                    with gr.Row(equal_height=False):
+                        with gr.Column(scale=2, min_width=220):
+                            gr.Markdown("Click a position (all frames overlaid):", elem_classes="section-note")
+                            picker = gr.Image(label="Position picker", show_label=False, format="png",
+                                              interactive=False, elem_classes="pixelated", elem_id="picker",
+                                              buttons=[])
+                            with gr.Row():
+                                pos_row = gr.Number(0, label="Row", precision=0, minimum=0, elem_id="pos-row")
+                                pos_col = gr.Number(0, label="Column", precision=0, minimum=0, elem_id="pos-col")
+                        with gr.Column(scale=4):
+                            matrix_plot = gr.Plot(label="matrix", show_label=False, elem_id="t-matrix")
+                        with gr.Column(scale=4):
+                            offset_plot = gr.Plot(label="by offset", show_label=False, elem_id="t-offset")
+                    distance_plot = gr.Plot(label="distance over steps", show_label=False, elem_id="t-distance")
+                with gr.Accordion("Word attention (DAAM for video)", open=True):
+                    gr.Markdown("Where each word of the prompt attends over space and time: text cross-attention "
+                                "of every pixel of every frame, upsampled to the clip and averaged over layers; "
+                                "the maps are normalised per word, the curves below are not.",
+                                elem_classes="section-note")
+                    with gr.Row():
+                        x_layer = gr.Dropdown([("all layers (averaged)", LAYER_ALL)] +
+                                              [(views.layer_label(n), n) for n in x_layers],
+                                              value=LAYER_ALL, label="Layer", elem_id="x-layer")
+                        average = gr.Checkbox(False, label="Average over all steps", elem_id="x-average")
+                    words_img = gr.Image(label="Words × frames", show_label=False, format="png",
+                                         interactive=False,
+                                         elem_classes="pixelated", elem_id="word-maps",
+                                         buttons=["download", "fullscreen"])
+                    share_plot = gr.Plot(label="share per word", show_label=False, elem_id="word-share")
+                with gr.Accordion("X-T slice and x0-hat over the steps", open=True):
+                    gr.Markdown("One image row over time (Lumiere's figure 2): straight streaks are steady motion, "
+                                "curves are acceleration, broken streaks are temporal incoherence. Below, the "
+                                "predicted clean clip at the steps of the run.", elem_classes="section-note")
+                    xt_row = gr.Slider(0, cfg.height - 1, value=cfg.height // 2, step=1, label="Image row",
+                                       interactive=False, elem_id="xt-row")
+                    with gr.Row(equal_height=False):
+                        xt_img = gr.Image(label="X-T slice", show_label=False, format="png", interactive=False,
+                                          elem_classes="pixelated", elem_id="xt", buttons=["download", "fullscreen"],
+                                          scale=1)
+                        film_img = gr.Image(label="x0-hat over the denoising steps", show_label=False, format="png",
+                                            interactive=False, elem_classes="pixelated", elem_id="filmstrip",
+                                            buttons=["download", "fullscreen"], scale=3)
+                with gr.Accordion("Download the recording", open=False):
+                    gr.Markdown("Everything recorded for the last clip (features, temporal and word attention, "
+                                "x0-hat per step, the clip and its settings) as one `.npz` (float16).",
+                                elem_classes="section-note")
+                    npz_btn = gr.Button("Export .npz", size="sm", elem_id="npz-btn")
+                    npz_file = gr.File(label="Recording", interactive=False, elem_id="npz-file")
+
+            # ================================================================ About
+            with gr.Tab("About", id="about"):
+                gr.Markdown(ABOUT_TEXT)
+                gr.HTML(about_html(cfg, params))
+
+        # ==================================================================== events
+        gen_inputs = [prompt, seed, steps, guidance, frames, sampler, stride, fps]
+        gen_outputs = [video, mp4_btn, gif_btn, settings_json, preview, status, record]
+        generate_fn = guarded(studio.generate)
+        common = dict(preprocess=False, concurrency_limit=L.GENERATE_CONCURRENCY, concurrency_id="generate",
+                      show_progress="minimal", show_progress_on=[preview])
+        inspect_common = dict(preprocess=False, concurrency_limit=L.INSPECT_CONCURRENCY, concurrency_id="inspect",
+                              trigger_mode="always_last", show_progress="hidden")
+
+        gen_event = gr.on([generate_btn.click, prompt.submit], generate_fn, gen_inputs, gen_outputs,
+                          api_name="generate", api_description="Generate a clip: (prompt, seed, steps, guidance, "
+                          "frames[, sampler, stride, fps]) -> video, mp4, gif, settings, preview, status.",
+                          **common)
+        gen_events = [gen_event]
+        if ex is not None:
+            gen_events.append(ex.load_input_event.then(generate_fn, gen_inputs, gen_outputs, api_visibility="private",
+                                                       **common))
+        stop_btn.click(lambda: "**Stopped.** Press Generate to start again.", None, status,
+                       cancels=gen_events, api_visibility="private", queue=False)
+
+        prompt.change(guarded(studio.prompt_html), prompt, words_html, queue=False, show_progress="hidden",
+                      preprocess=False, api_visibility="private", trigger_mode="always_last")
+        dice.click(studio.random_seed, None, seed, queue=False, api_visibility="private")
+        replay_btn.click(guarded(studio.replay), record, gen_inputs, queue=False, preprocess=False,
+                         api_visibility="private")
+
+        features_fn = guarded(studio.view_features)
+        temporal_fn = guarded(studio.view_temporal)
+        words_fn = guarded(studio.view_words)
+        xt_fn = guarded(studio.view_xt)
+        f_in, f_out = [record, step], [features_img, change_plot, features_note]
+        t_in = [record, step, t_layer, head, mode, pos_row, pos_col, hide_diag]
+        t_out = [picker, matrix_plot, offset_plot, distance_plot]
+        w_in, w_out = [record, step, x_layer, average], [words_img, share_plot]
+        x_in, x_out = [record, xt_row, step], [xt_img, film_img]
+
+        all_out = [inspect_info, step, t_layer, head, mode, x_layer, xt_row, pyramid_plot, *f_out, *t_out, *w_out,
+                   *x_out, shown_features]
+        render_all = guarded(studio.render_all)
+        for event in gen_events:
+            event.success(studio.client_snippet, record, snippet, queue=False, api_visibility="private",
+                          preprocess=False).then(
+                render_all, record, all_out, api_visibility="private", **inspect_common)
+
+        # inspect views: one public endpoint each, fired by their own controls
+        gr.on([frames.release], guarded(studio.view_pyramid), frames, pyramid_plot, api_name="pyramid",
+              **inspect_common)
+        # One handler per trigger: Gradio 6.31 re-runs events forever when two "always_last" handlers share one.
+        step_in = [record, step, t_layer, head, mode, pos_row, pos_col, hide_diag, x_layer, average, xt_row,
+                   shown_features]
+        gr.on([step.input], guarded(studio.view_step), step_in, [*f_out, *t_out, *w_out, *x_out, shown_features],
+              api_visibility="private", **inspect_common)
+        gr.on([head.input, mode.input, hide_diag.input, pos_row.submit, pos_col.submit],
+              temporal_fn, t_in, t_out, api_name="temporal_attention", **inspect_common)
+        gr.on([x_layer.input, average.input], words_fn, w_in, w_out, api_name="word_attention", **inspect_common)
+        gr.on([xt_row.input], xt_fn, x_in, x_out, api_name="xt_slice", **inspect_common)
+        api_only = gr.Button(visible=False)          # the features view has no control of its own but the step
+        gr.on([api_only.click], features_fn, f_in, f_out, api_name="features", **inspect_common)
+        picker.select(guarded(studio.pick), [record, t_layer], [pos_row, pos_col, mode], preprocess=False,
+                      api_visibility="private", queue=False).then(
+            temporal_fn, t_in, t_out, api_visibility="private", **inspect_common)
+        t_layer.input(lambda layer: gr.update(choices=head_choices(dict(t_layers).get(layer, 0)), value=HEAD_MEAN),
+                      t_layer, head, queue=False, api_visibility="private").then(
+            temporal_fn, t_in, t_out, api_visibility="private", **inspect_common)
+        npz_btn.click(guarded(studio.export_npz), record, npz_file, api_name="export_npz", preprocess=False,
+                      concurrency_limit=1, concurrency_id="export")
+
+    demo.queue(max_size=L.QUEUE_MAX_SIZE, default_concurrency_limit=L.INSPECT_CONCURRENCY)
+    demo.studio = studio          # for tests and tools
+    if warm:
+        threading.Thread(target=_warm_imports, name="stunet-warm-imports", daemon=True).start()
+    return demo
+
+
+def __getattr__(name):
+    # ``demo`` is built on first access (loading the shared model), so importing this module is cheap.
+    if name == "demo":
+        d = build_demo()
+        globals()["demo"] = d
+        return d
+    raise AttributeError(name)

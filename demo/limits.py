@@ -1,0 +1,147 @@
+"""Every limit and default of the studio, in one place (the README's limits table is this file).
+
+The checks here run on the server for every request (the browser's slider bounds are a
+convenience, not a guarantee: API callers send anything). They raise ``LimitError`` with
+a short, plain-text message that names the limit; ``demo.errors`` turns it into a
+``gr.Error`` (HTML-escaped).
+"""
+from __future__ import annotations
+
+import math
+import unicodedata
+
+# --------------------------------------------------------------------------- request limits
+MAX_PROMPT_CHARS = 200
+MIN_STEPS, MAX_STEPS = 1, 50
+MIN_GUIDANCE, MAX_GUIDANCE = 1.0, 10.0
+MIN_SEED, MAX_SEED = 0, 2**31 - 1
+MAX_WINDOWS = 4                  # frames: a multiple of the temporal factor in [factor, MAX_WINDOWS x window]
+MIN_FPS, MAX_FPS = 1, 30
+JOB_DEADLINE_S = 300             # a clip projected or running past this is stopped with a message
+
+# --------------------------------------------------------------------------- serving
+QUEUE_MAX_SIZE = 8               # waiting requests; beyond it the server answers "busy"
+GENERATE_CONCURRENCY = 1         # one sampling run at a time (2 vCPU: torch uses both)
+INSPECT_CONCURRENCY = 2          # inspect views are cheap; they never wait behind sampling
+STATE_TTL_S = 1800               # a session's last clip and its recording are kept this long
+RECORDS_MAX_BYTES = 2 * 2**30    # all sessions' recordings together; beyond it the oldest are released
+OUTPUT_TTL_S = 3600              # written MP4/GIF/NPZ files are deleted after this
+MAX_OUTPUT_DIRS = 64             # and at most this many request folders are kept
+GRADIO_CACHE_CLEANUP = (900, 3600)   # gr.Blocks(delete_cache=(every s, older than s))
+
+# --------------------------------------------------------------------------- inspection
+RECORD_MAX_BYTES = 96 * 2**20    # per request (Inspector max_bytes); about 45 MB at 20 steps x 32 frames
+X0_MAX_BYTES = 16 * 2**20        # x0-hat is kept at every step up to this size, else at evenly spaced steps
+FEATURE_STEPS = 6                # feature maps are recorded at this many denoising steps (evenly spaced)
+VIDEO_SIDE = 512                 # the MP4 is upscaled (nearest neighbour) to about this many pixels
+GIF_SIDE = 256
+PREVIEW_MAX_FRAMES = 32          # live x0-hat preview shows at most this many frames
+
+# --------------------------------------------------------------------------- defaults
+DEFAULT_SEED = 0
+DEFAULT_STEPS = 20
+DEFAULT_GUIDANCE = 3.0
+DEFAULT_SAMPLER = "dpm++"
+DEFAULT_STRIDE = 1
+DEFAULT_FPS = 8
+
+
+class LimitError(ValueError):
+    """A request outside the documented limits (shown to the user, escaped)."""
+
+
+def _number(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise LimitError(f"{name} must be a number.")
+    v = float(value)
+    if not math.isfinite(v):
+        raise LimitError(f"{name} must be a finite number.")
+    return v
+
+
+def check_int(name: str, value, lo: int, hi: int) -> int:
+    """A whole number in [lo, hi] (an integral float such as 20.0 is accepted)."""
+    msg = f"{name} must be a whole number from {lo} to {hi}."
+    try:
+        v = _number(name, value)
+    except LimitError:
+        raise LimitError(msg) from None
+    if v != int(v) or not lo <= v <= hi:
+        raise LimitError(msg)
+    return int(v)
+
+
+def check_float(name: str, value, lo: float, hi: float) -> float:
+    msg = f"{name} must be a number from {lo:g} to {hi:g}."
+    try:
+        v = _number(name, value)
+    except LimitError:
+        raise LimitError(msg) from None
+    if not lo <= v <= hi:
+        raise LimitError(msg)
+    return v
+
+
+def check_choice(name: str, value, choices):
+    choices = list(choices)
+    if isinstance(value, bool) or value not in choices:
+        raise LimitError(f"{name} must be one of: {', '.join(str(c) for c in choices)}.")
+    return value
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise LimitError(f"{name} must be true or false.")
+    return value
+
+
+def frames_range(factor: int, window: int) -> tuple[int, int]:
+    return factor, MAX_WINDOWS * window
+
+
+def check_frames(value, factor: int, window: int) -> int:
+    lo, hi = frames_range(factor, window)
+    msg = (f"Frames must be a multiple of {factor} from {lo} to {hi} "
+           f"(the model halves time {factor.bit_length() - 1} times; clips longer than {window} "
+           f"frames use MultiDiffusion).")
+    try:
+        v = check_int("Frames", value, lo, hi)
+    except LimitError:
+        raise LimitError(msg) from None
+    if v % factor:
+        raise LimitError(msg)
+    return v
+
+
+def check_prompt(value) -> str:
+    """A non-empty string of at most MAX_PROMPT_CHARS printable characters (whitespace trimmed)."""
+    if not isinstance(value, str):
+        raise LimitError("The prompt must be text.")
+    if len(value) > MAX_PROMPT_CHARS:
+        raise LimitError(f"The prompt is too long: at most {MAX_PROMPT_CHARS} characters.")
+    for ch in value:
+        if ch in "\t\n\r":
+            continue
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            raise LimitError("The prompt contains control or invisible characters.")
+    value = " ".join(value.split())
+    if not value:
+        raise LimitError("The prompt is empty: describe a clip, for example 'a red circle moving left'.")
+    return value
+
+
+def limits_table(factor: int = 4, window: int = 32, strides=(1, 2, 4)) -> list[tuple[str, str]]:
+    """(input, allowed values) rows for the README and the About tab."""
+    lo, hi = frames_range(factor, window)
+    return [
+        ("prompt", f"1 to {MAX_PROMPT_CHARS} characters, at least one word the model knows"),
+        ("seed", f"whole number {MIN_SEED} to {MAX_SEED}"),
+        ("steps", f"{MIN_STEPS} to {MAX_STEPS}"),
+        ("guidance", f"{MIN_GUIDANCE:g} to {MAX_GUIDANCE:g}"),
+        ("frames", f"multiple of {factor} from {lo} to {hi}; over {window} uses MultiDiffusion"),
+        ("sampler", "dpm++ or ddim"),
+        ("stride", ", ".join(str(s) for s in strides)),
+        ("fps", f"{MIN_FPS} to {MAX_FPS}"),
+        ("job time", f"{JOB_DEADLINE_S} s"),
+        ("queue", f"{QUEUE_MAX_SIZE} waiting, {GENERATE_CONCURRENCY} sampling at a time"),
+    ]
