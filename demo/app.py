@@ -6,8 +6,9 @@
 The model is loaded once per process (``shared_pipeline``) and shared read-only by all
 requests; ``build_demo`` never samples. Public API endpoints (``gradio_client``):
 
-    /generate            (prompt, seed, steps, guidance, frames[, sampler, stride, fps])
+    /generate            (prompt, seed, steps, guidance, frames[, sampler, stride, fps, first_frame])
                          -> video, mp4, gif, settings, preview, status
+                         (first_frame: ``gradio_client.handle_file("image.png")``, image-to-video)
     /pyramid             (frames) -> plot
     /features            (step) -> image, plot, note
     /temporal_attention  (step, layer, head, mode, row, col, hide_diagonal) -> picker, matrix, offsets, distance
@@ -30,6 +31,7 @@ from . import views
 from .about import TEXT as ABOUT_TEXT
 from .about import about_html
 from .errors import guarded
+from .guard import guard_middleware
 from stunet.inspect import layer_names
 
 from .studio import HEAD_MEAN, LAYER_ALL, MODE_MEAN, MODE_POINT, SAMPLER_LABELS, Studio, head_choices
@@ -63,8 +65,9 @@ def launch_options() -> dict:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from stunet.checkpoint import default_model_dir
     return dict(theme=gr.themes.Soft(primary_hue="orange", secondary_hue="blue", neutral_hue="slate"),
-                css=CSS, head=HEAD, show_error=False, max_file_size="1mb",
-                blocked_paths=[str(default_model_dir())])
+                css=CSS, head=HEAD, show_error=False, max_file_size=L.MAX_UPLOAD_BYTES,
+                blocked_paths=[str(default_model_dir().resolve())],
+                app_kwargs={"middleware": [guard_middleware()]})
 
 
 # ----------------------------------------------------------------------------- the shared model
@@ -98,7 +101,13 @@ def _warm_imports():
         log.exception("background import failed")
 
 
-def build_demo(pipeline=None, warm: bool = True) -> gr.Blocks:
+def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None = None,
+               generate_concurrency: int | None = None, delete_cache: tuple[int, int] | None = None,
+               janitor: bool = True) -> gr.Blocks:
+    """The studio's Blocks. The keyword arguments override the serving limits of ``demo.limits``
+    (tests shrink the queue, or let several clips sample at once)."""
+    queue_max_size = L.QUEUE_MAX_SIZE if queue_max_size is None else queue_max_size
+    generate_concurrency = L.GENERATE_CONCURRENCY if generate_concurrency is None else generate_concurrency
     pipe = pipeline if pipeline is not None else shared_pipeline()
     cfg = pipe.config
     window, factor = cfg.frames, cfg.temporal_factor
@@ -111,7 +120,7 @@ def build_demo(pipeline=None, warm: bool = True) -> gr.Blocks:
     first_prompt = examples[0][0] if examples else ""
 
     with gr.Blocks(title="STUNet studio: how a space-time U-Net handles time",
-                   delete_cache=L.GRADIO_CACHE_CLEANUP) as demo:
+                   delete_cache=delete_cache or L.GRADIO_CACHE_CLEANUP) as demo:
         record = gr.State(None, time_to_live=L.STATE_TTL_S)
         shown_features = gr.State(None)          # (clip id, step) of the feature view on screen
         gr.Markdown("# STUNet studio\nGenerate a short clip with Lumiere's **space-time U-Net** "
@@ -129,6 +138,14 @@ def build_demo(pipeline=None, warm: bool = True) -> gr.Blocks:
                         with gr.Row():
                             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn", scale=3)
                             stop_btn = gr.Button("Stop", variant="secondary", elem_id="stop-btn", scale=1)
+                        with gr.Accordion("Start from an image (optional)", open=False, elem_id="first-frame-box"):
+                            first_frame = gr.Image(label="First frame", type="filepath", sources=["upload", "clipboard"],
+                                                   image_mode="RGB", height=180, elem_id="first-frame",
+                                                   buttons=[])
+                            gr.Markdown(f"Image-to-video: the clip starts from this picture, scaled to "
+                                        f"{cfg.width}×{cfg.height} (PNG, JPEG, GIF, WebP or BMP, up to "
+                                        f"{L.MAX_UPLOAD_BYTES // 2**20} MB and {L.MAX_IMAGE_SIDE} px a side).",
+                                        elem_classes="section-note")
                         with gr.Accordion("Advanced", open=False, elem_id="advanced"):
                             with gr.Row(equal_height=False):
                                 seed = gr.Number(label="Seed", value=L.DEFAULT_SEED, precision=0, minimum=L.MIN_SEED,
@@ -155,8 +172,8 @@ def build_demo(pipeline=None, warm: bool = True) -> gr.Blocks:
                         ex = None
                         if examples:      # a model with another vocabulary may know none of these prompts
                             ex = gr.Examples(
-                                [row + [L.DEFAULT_SAMPLER, L.DEFAULT_STRIDE, L.DEFAULT_FPS] for row in examples],
-                                inputs=[prompt, seed, steps, guidance, frames, sampler, stride, fps],
+                                [row + [L.DEFAULT_SAMPLER, L.DEFAULT_STRIDE, L.DEFAULT_FPS, None] for row in examples],
+                                inputs=[prompt, seed, steps, guidance, frames, sampler, stride, fps, first_frame],
                                 visible_columns=[0], label="Examples: click to generate (cached after the first run)",
                                 examples_per_page=12)
                         with gr.Accordion("Vocabulary", open=False):
@@ -270,17 +287,17 @@ def build_demo(pipeline=None, warm: bool = True) -> gr.Blocks:
                 gr.HTML(about_html(cfg, params))
 
         # ==================================================================== events
-        gen_inputs = [prompt, seed, steps, guidance, frames, sampler, stride, fps]
+        gen_inputs = [prompt, seed, steps, guidance, frames, sampler, stride, fps, first_frame]
         gen_outputs = [video, mp4_btn, gif_btn, settings_json, preview, status, record]
         generate_fn = guarded(studio.generate)
-        common = dict(preprocess=False, concurrency_limit=L.GENERATE_CONCURRENCY, concurrency_id="generate",
+        common = dict(preprocess=False, concurrency_limit=generate_concurrency, concurrency_id="generate",
                       show_progress="minimal", show_progress_on=[preview])
         inspect_common = dict(preprocess=False, concurrency_limit=L.INSPECT_CONCURRENCY, concurrency_id="inspect",
                               trigger_mode="always_last", show_progress="hidden")
 
         gen_event = gr.on([generate_btn.click, prompt.submit], generate_fn, gen_inputs, gen_outputs,
                           api_name="generate", api_description="Generate a clip: (prompt, seed, steps, guidance, "
-                          "frames[, sampler, stride, fps]) -> video, mp4, gif, settings, preview, status.",
+                          "frames[, sampler, stride, fps, first_frame]) -> video, mp4, gif, settings, preview, status.",
                           **common)
         gen_events = [gen_event]
         if ex is not None:
@@ -336,8 +353,9 @@ def build_demo(pipeline=None, warm: bool = True) -> gr.Blocks:
         npz_btn.click(guarded(studio.export_npz), record, npz_file, api_name="export_npz", preprocess=False,
                       concurrency_limit=1, concurrency_id="export")
 
-    demo.queue(max_size=L.QUEUE_MAX_SIZE, default_concurrency_limit=L.INSPECT_CONCURRENCY)
+    demo.queue(max_size=queue_max_size, default_concurrency_limit=L.INSPECT_CONCURRENCY)
     demo.studio = studio          # for tests and tools
+    studio.attach(demo, janitor=janitor)
     if warm:
         threading.Thread(target=_warm_imports, name="stunet-warm-imports", daemon=True).start()
     return demo

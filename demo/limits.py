@@ -19,6 +19,13 @@ MAX_WINDOWS = 4                  # frames: a multiple of the temporal factor in 
 MIN_FPS, MAX_FPS = 1, 30
 JOB_DEADLINE_S = 300             # a clip projected or running past this is stopped with a message
 
+# --------------------------------------------------------------------------- uploads (first frame, image-to-video)
+MAX_UPLOAD_BYTES = 2 * 2**20     # launch(max_file_size=...) and checked again by the handler
+MAX_UPLOAD_REQUEST_BYTES = MAX_UPLOAD_BYTES + 64 * 2**10   # one /upload request body (one file + multipart overhead)
+MAX_IMAGE_SIDE = 4096            # width and height, read from the header before any pixel is decoded
+MAX_IMAGE_PIXELS = 2048 * 2048   # width x height, likewise
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")    # Pillow decoders tried; nothing else is opened
+
 # --------------------------------------------------------------------------- serving
 QUEUE_MAX_SIZE = 8               # waiting requests; beyond it the server answers "busy"
 GENERATE_CONCURRENCY = 1         # one sampling run at a time (2 vCPU: torch uses both)
@@ -28,6 +35,9 @@ RECORDS_MAX_BYTES = 2 * 2**30    # all sessions' recordings together; beyond it 
 OUTPUT_TTL_S = 3600              # written MP4/GIF/NPZ files are deleted after this
 MAX_OUTPUT_DIRS = 64             # and at most this many request folders are kept
 GRADIO_CACHE_CLEANUP = (900, 3600)   # gr.Blocks(delete_cache=(every s, older than s))
+CACHE_MAX_BYTES = 1 * 2**30      # files Gradio keeps for this app (outputs, previews, uploads): oldest deleted beyond
+CACHE_MAX_FILES = 4000           # ... this many bytes or files, checked after every clip and every CACHE_PRUNE_EVERY_S
+CACHE_PRUNE_EVERY_S = 30
 
 # --------------------------------------------------------------------------- inspection
 RECORD_MAX_BYTES = 96 * 2**20    # per request (Inspector max_bytes); about 45 MB at 20 steps x 32 frames
@@ -53,7 +63,10 @@ class LimitError(ValueError):
 def _number(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise LimitError(f"{name} must be a number.")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:                  # an int too large for a float (JSON allows any length)
+        raise LimitError(f"{name} is out of range.") from None
     if not math.isfinite(v):
         raise LimitError(f"{name} must be a finite number.")
     return v
@@ -142,6 +155,8 @@ def limits_table(factor: int = 4, window: int = 32, strides=(1, 2, 4)) -> list[t
         ("sampler", "dpm++ or ddim"),
         ("stride", ", ".join(str(s) for s in strides)),
         ("fps", f"{MIN_FPS} to {MAX_FPS}"),
+        ("first frame (optional)", f"{', '.join(IMAGE_FORMATS)} image up to {MAX_UPLOAD_BYTES // 2**20} MB, "
+                                   f"{MAX_IMAGE_SIDE} px a side and {MAX_IMAGE_PIXELS / 1e6:.1f} Mpx"),
         ("job time", f"{JOB_DEADLINE_S} s"),
         ("queue", f"{QUEUE_MAX_SIZE} waiting, {GENERATE_CONCURRENCY} sampling at a time"),
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -27,7 +28,7 @@ import numpy as np
 from stunet.diffusion import SAMPLERS
 from stunet.inspect import Inspector, Recording
 from stunet.pipeline import Pipeline, Settings
-from stunet.video import to_uint8, write_video
+from stunet.video import read_image, to_uint8, write_video
 
 from . import limits as L
 from . import views
@@ -59,6 +60,7 @@ class ClipRecord:
     seconds: float
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     released: bool = False              # the recording was dropped to bound memory (see Studio._register)
+    first_frame: np.ndarray | None = field(default=None, repr=False)   # h w 3 uint8 when image-to-video
 
     def release(self) -> None:
         self.recording = Recording(level_names=list(self.recording.level_names))
@@ -68,11 +70,87 @@ class ClipRecord:
         d = self.settings.to_dict()
         d.pop("overlap", None)
         d["fps"] = self.fps
+        if self.first_frame is not None:
+            d["first_frame"] = "uploaded image"
         return d
 
 
 def slug(text: str, n: int = 32) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n] or "clip"
+
+
+def md_escape(text: str) -> str:
+    """User text inside Markdown: Markdown punctuation backslash-escaped, then HTML-escaped."""
+    return html.escape(re.sub(r"([\\`*_{}\[\]()#+!|~])", r"\\\1", str(text)))
+
+
+def upload_folder() -> Path:
+    """Where Gradio keeps uploaded files (the only place a first-frame path may point to)."""
+    from gradio.utils import get_upload_folder
+    return Path(get_upload_folder()).resolve()
+
+
+def prune_files(blocks, max_bytes: int, max_files: int) -> int:
+    """Delete the oldest files Gradio keeps for ``blocks`` (outputs, previews, uploads) beyond the caps.
+
+    Gradio's own ``delete_cache`` only deletes by age, so a busy hour (or a stream of uploads)
+    could fill the disk; this keeps at most ``max_bytes`` and ``max_files``, deleting the oldest
+    down to 80 % of either cap. Files marked ``keep_in_cache`` (examples) are kept.
+    """
+    keep = set()
+    for component in list(blocks.blocks.values()):
+        keep.update(getattr(component, "keep_in_cache", ()))
+    files, seen = [], set()
+    for temp_set in list(blocks.temp_file_sets):
+        for f in list(temp_set):
+            if f in keep:
+                continue
+            try:
+                st = os.lstat(f)
+            except OSError:
+                temp_set.discard(f)
+                continue
+            if f not in seen:
+                seen.add(f)
+                files.append((st.st_mtime, st.st_size, f))
+    total, n = sum(x[1] for x in files), len(files)
+    if total <= max_bytes and n <= max_files:
+        return 0
+    files.sort()
+    removed = 0
+    root = upload_folder()
+    for _, size, f in files:
+        if total <= 0.8 * max_bytes and n <= 0.8 * max_files:
+            break
+        try:
+            os.remove(f)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        for temp_set in list(blocks.temp_file_sets):
+            temp_set.discard(f)
+        parent = Path(f).parent
+        if parent != root and parent.parent == root:        # Gradio's per-file hash folder
+            try:
+                parent.rmdir()
+            except OSError:
+                pass
+        total, n, removed = total - size, n - 1, removed + 1
+    log.info("pruned %d cached files (%d left, %.1f MB)", removed, n, total / 2**20)
+    return removed
+
+
+def _janitor(studio_ref, stop: threading.Event) -> None:
+    while not stop.wait(L.CACHE_PRUNE_EVERY_S):
+        studio = studio_ref()
+        if studio is None:
+            return
+        try:
+            studio.prune_cache()
+        except Exception:  # pragma: no cover - housekeeping must never take the server down
+            log.exception("pruning the file cache failed")
+        del studio
 
 
 class Studio:
@@ -82,7 +160,12 @@ class Studio:
         self.tok = pipeline.tokenizer
         self.factor = self.cfg.temporal_factor
         self.window = self.cfg.frames
-        self.out_dir = Path(tempfile.mkdtemp(prefix="stunet-studio-"))
+        # Outputs are written inside Gradio's cache folder, so Gradio serves them as they are instead of
+        # copying them: Gradio 6.31 never deletes its copies of gr.Video / gr.DownloadButton outputs
+        # (they are missing from Blocks.temp_file_sets), while this folder is bounded by _cleanup.
+        root = upload_folder()
+        root.mkdir(parents=True, exist_ok=True)
+        self.out_dir = Path(tempfile.mkdtemp(prefix="stunet-studio-", dir=root))
         weakref.finalize(self, shutil.rmtree, self.out_dir, ignore_errors=True)     # at exit, or when dropped
         self.example_dir = self.out_dir / "examples"
         self.examples = examples or []
@@ -92,8 +175,51 @@ class Studio:
         self._live: OrderedDict[str, weakref.ref] = OrderedDict()         # session records, oldest first
         self.video_scale = max(1, L.VIDEO_SIDE // max(self.cfg.height, self.cfg.width))
         self.gif_scale = max(1, L.GIF_SIDE // max(self.cfg.height, self.cfg.width))
+        self._blocks = None                                               # weakref to the gr.Blocks (attach)
+        self._janitor_stop = threading.Event()
+        weakref.finalize(self, self._janitor_stop.set)
+
+    def attach(self, blocks, janitor: bool = True) -> None:
+        """Bound the files Gradio keeps for ``blocks``: after every clip and every CACHE_PRUNE_EVERY_S."""
+        self._blocks = weakref.ref(blocks)
+        if janitor:
+            threading.Thread(target=_janitor, args=(weakref.ref(self), self._janitor_stop),
+                             name="stunet-cache-janitor", daemon=True).start()
+
+    def prune_cache(self) -> int:
+        blocks = self._blocks() if self._blocks is not None else None
+        if blocks is None:
+            return 0
+        return prune_files(blocks, L.CACHE_MAX_BYTES, L.CACHE_MAX_FILES)
 
     # ------------------------------------------------------------------ validation
+    def check_first_frame(self, value) -> np.ndarray | None:
+        """An uploaded image (Gradio FileData dict or None) -> h w 3 uint8 at the model's size, or None.
+
+        The handler runs with ``preprocess=False``, so the dict is what the caller sent: its
+        path must lie in Gradio's upload folder (an API caller could name any file), and the
+        file is size- and header-checked before any pixel is decoded (``read_image``).
+        """
+        if value is None or value == "":
+            return None
+        if not isinstance(value, dict) or not isinstance(value.get("path"), str) or not value["path"]:
+            raise LimitError("The first frame must be an uploaded image file.")
+        root = upload_folder()
+        try:
+            path = Path(value["path"]).resolve()
+            inside = path.is_relative_to(root) and path != root and path.is_file()
+        except (OSError, ValueError):
+            inside = False
+        if not inside:
+            raise LimitError("The first frame must be an image uploaded to this app.")
+        if path.stat().st_size > L.MAX_UPLOAD_BYTES:
+            raise LimitError(f"The first-frame image is over the {L.MAX_UPLOAD_BYTES // 2**20} MB limit.")
+        try:
+            return read_image(path, (self.cfg.height, self.cfg.width), max_bytes=L.MAX_UPLOAD_BYTES,
+                              max_pixels=L.MAX_IMAGE_PIXELS, max_side=L.MAX_IMAGE_SIDE, formats=L.IMAGE_FORMATS)
+        except ValueError as e:
+            raise LimitError(f"The first-frame image was refused: {e}.") from None
+
     def check_generate(self, prompt, seed, steps, guidance, frames, sampler, stride, fps) -> tuple[Settings, int]:
         prompt = L.check_prompt(prompt)
         seed = L.check_int("Seed", seed, L.MIN_SEED, L.MAX_SEED)
@@ -194,7 +320,9 @@ class Studio:
         s = rec.settings
         extra = ""
         if rec.unknown:
-            extra += f" · ignored unknown words: {html.escape(', '.join(rec.unknown))}"
+            extra += f" · ignored unknown words: {md_escape(', '.join(rec.unknown))}"
+        if rec.first_frame is not None:
+            extra += " · from your first frame"
         if s.frames > self.window:
             extra += f" · {s.frames} frames via MultiDiffusion ({self.window}-frame windows)"
         how = "from the example cache" if cached else f"in {rec.seconds:.1f} s"
@@ -207,7 +335,9 @@ class Studio:
         extra = ""
         if s.sampler != L.DEFAULT_SAMPLER or s.stride != L.DEFAULT_STRIDE or rec.fps != L.DEFAULT_FPS:
             extra = f", sampler={s.sampler!r}, stride={s.stride}, fps={rec.fps}"
-        return ("```python\nfrom gradio_client import Client\nclient = Client(\"http://127.0.0.1:7860/\")  "
+        if rec.first_frame is not None:
+            extra += ", first_frame=handle_file(\"first.png\")"
+        return ("```python\nfrom gradio_client import Client, handle_file\nclient = Client(\"http://127.0.0.1:7860/\")  "
                 "# or the Space's name\nvideo, mp4, gif, settings, preview, status = client.predict(\n"
                 f"    {s.prompt!r}, {s.seed}, {s.steps}, {s.guidance:g}, {s.frames}{extra},\n"
                 "    api_name=\"/generate\")\n```")
@@ -217,10 +347,14 @@ class Studio:
         return (rec.mp4, rec.mp4, rec.gif, rec.settings_dict(), preview, self.status_md(rec, cached), rec)
 
     def generate(self, prompt, seed, steps, guidance, frames, sampler=L.DEFAULT_SAMPLER,
-                 stride=L.DEFAULT_STRIDE, fps=L.DEFAULT_FPS, progress=gr.Progress()):
-        """Generator: one preview per denoising step, then the clip, its files, settings and record."""
+                 stride=L.DEFAULT_STRIDE, fps=L.DEFAULT_FPS, first_frame=None, progress=gr.Progress()):
+        """Generator: one preview per denoising step, then the clip, its files, settings and record.
+
+        ``first_frame``: an uploaded image (image-to-video, Lumiere section 4): the clip starts from it.
+        """
         s, fps = self.check_generate(prompt, seed, steps, guidance, frames, sampler, stride, fps)
-        key = self._example_key(s, fps)
+        first = self.check_first_frame(first_frame)
+        key = self._example_key(s, fps) if first is None else None
         if key is not None and key in self._example_cache:
             yield self._final(self._example_cache[key], cached=True)
             return
@@ -233,7 +367,7 @@ class Studio:
                                     feature_steps=self._feature_steps(s.steps), max_bytes=L.RECORD_MAX_BYTES)
         last = None
         with inspector:
-            for out in self.pipe.iter(s, inspector=inspector):
+            for out in self.pipe.iter(s, first_frame=first, inspector=inspector):
                 last = out
                 k, n = out.step + 1, out.num_steps
                 now = time.perf_counter()
@@ -264,7 +398,7 @@ class Studio:
         enc = self.tok.encode(s.prompt)
         rec_frames = self._recorded_frames(inspector.recording, s.frames)
         rec = ClipRecord(s, fps, video, list(enc.words), list(enc.unknown), list(enc.truncated),
-                         inspector.recording, rec_frames, str(mp4), str(gif), seconds)
+                         inspector.recording, rec_frames, str(mp4), str(gif), seconds, first_frame=first)
         if inspector.recording.dropped:
             log.warning("recording hit max_bytes: %d records dropped", inspector.recording.dropped)
         if key is not None:
@@ -272,6 +406,7 @@ class Studio:
                 self._example_cache.setdefault(key, rec)
         else:
             self._register(rec)
+        self.prune_cache()
         yield self._final(rec)
 
     def _register(self, rec: ClipRecord) -> None:
@@ -308,7 +443,7 @@ class Studio:
         if rec is None:
             raise LimitError("Nothing to replay yet: generate a clip first.")
         s = rec.settings
-        return s.prompt, s.seed, s.steps, s.guidance, s.frames, s.sampler, s.stride, rec.fps
+        return s.prompt, s.seed, s.steps, s.guidance, s.frames, s.sampler, s.stride, rec.fps, rec.first_frame
 
     # ------------------------------------------------------------------ inspect helpers
     @staticmethod
@@ -335,7 +470,7 @@ class Studio:
         x_layers = views.xattn_layers(r)
         heads = views.tattn_heads(r, t_layers[0]) if t_layers else 0
         s = rec.settings
-        info = (f"Inspecting **{html.escape(s.prompt)}** · seed {s.seed} · {n} steps · {s.frames} frames. "
+        info = (f"Inspecting **{md_escape(s.prompt)}** · seed {s.seed} · {n} steps · {s.frames} frames. "
                 f"Feature maps were recorded at steps {', '.join(map(str, views.feature_steps(r)))}; "
                 f"attention at every step; x0-hat at {len(r.x0)} steps.")
         if r.dropped:

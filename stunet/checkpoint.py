@@ -37,7 +37,7 @@ def save_pretrained(model: STUNet, tokenizer: Tokenizer, directory: str | Path,
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     sd = state_dict if state_dict is not None else model.state_dict()
-    sd = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in sd.items()}
+    sd = {k: v.detach().to(device="cpu", dtype=torch.float32).contiguous().clone() for k, v in sd.items()}
     tmp = d / (WEIGHTS_NAME + ".tmp")
     save_file(sd, str(tmp), metadata={k: str(v) for k, v in (extra or {}).items()})
     os.replace(tmp, d / WEIGHTS_NAME)

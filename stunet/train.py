@@ -6,7 +6,7 @@
    of conditioning tasks (none, first frame, a region, some frames), with caption
    dropout for classifier-free guidance.
 
-EMA weights, bf16 autocast on the CPU, tqdm with loss and time left, a JSON-lines log,
+EMA weights, bf16 autocast (CPU, or CUDA with ``--device cuda``), tqdm with loss and time left, a JSON-lines log,
 checkpoints as it goes (``--resume`` picks up from them, stage and step included), and
 data-parallel training with ``torchrun --nproc_per_node N -m stunet.train ...``
 (DDP: gloo on CPU, nccl on GPU). Nothing is pickled: the training state is safetensors + JSON.
@@ -113,14 +113,17 @@ def tokenizer_for(cfg: STUNetConfig) -> Tokenizer:
 # ---------------------------------------------------------------------------- one step
 def loss_fn(model, cfg: STUNetConfig, ac: torch.Tensor, b: Batch, rng: np.random.Generator,
             gen: torch.Generator, task_probs=TASK_PROBS) -> torch.Tensor:
-    x0 = b.x0
-    n = torch.randint(0, cfg.train_timesteps, (x0.shape[0],), generator=gen)
-    noise = torch.randn(x0.shape, generator=gen)
-    x_t = add_noise(ac, x0, noise, n)
-    cond, mask, _ = make_condition(x0, rng, task_probs)
+    # Randomness is drawn on the CPU (same numbers on any device), then moved.
     net = model.module if hasattr(model, "module") else model
-    text = net.encode_text(b.ids)
-    out = model(x_t, n, text, b.stride, cond, mask)
+    dev = next(net.parameters()).device
+    n = torch.randint(0, cfg.train_timesteps, (b.x0.shape[0],), generator=gen)
+    noise = torch.randn(b.x0.shape, generator=gen)
+    cond, mask, _ = make_condition(b.x0, rng, task_probs)
+    x0, noise, n, cond, mask = (t.to(dev) for t in (b.x0, noise, n, cond, mask))
+    ac = ac.to(dev)
+    x_t = add_noise(ac, x0, noise, n)
+    text = net.encode_text(b.ids.to(dev))
+    out = model(x_t, n, text, b.stride.to(dev), cond, mask)
     return torch.nn.functional.mse_loss(out.float(), target(cfg, ac, x0, noise, n))
 
 
@@ -131,7 +134,7 @@ def _flatten_optimizer(opt: torch.optim.Optimizer):
     for idx, st in sd["state"].items():
         for k, v in st.items():
             if torch.is_tensor(v):
-                tensors[f"{idx}.{k}"] = v.contiguous()
+                tensors[f"{idx}.{k}"] = v.detach().cpu().contiguous()
             else:
                 scalars["state"].setdefault(str(idx), {})[k] = v
     return tensors, scalars
@@ -149,8 +152,8 @@ def _unflatten_optimizer(tensors, scalars):
 
 def save_state(d: Path, stage: str, step: int, model, ema, opt, meta: dict):
     d.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(d / "raw.safetensors"))
-    save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(d / "ema.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(d / "raw.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}, str(d / "ema.safetensors"))
     t, s = _flatten_optimizer(opt)
     save_file(t, str(d / "optimizer.safetensors"))
     (d / "optimizer.json").write_text(json.dumps(s))
@@ -171,7 +174,12 @@ def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_
     cfg = model.config
     ac = alphas_cumprod(cfg)
     ddp = world_size > 1
-    net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
+    device = torch.device(args.device)
+    model.to(device)
+    net = model
+    if ddp:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     lr = args.lr if stage == "video" else args.image_lr
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
     if opt_state is not None:
@@ -184,7 +192,7 @@ def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_
     batch_fn = video_batch if stage == "video" else image_batch
     bs = args.batch if stage == "video" else args.image_batch
     task_probs = TASK_PROBS if stage == "video" else (0.8, 0.0, 0.2, 0.0)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
     bar = tqdm(total=total, initial=start_step, desc=stage, disable=rank != 0 or args.quiet,
                dynamic_ncols=True, mininterval=5.0)
     t0, smooth = time.time(), None
@@ -249,6 +257,7 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state")
     p.add_argument("--no-bf16", dest="bf16", action="store_false")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: cores / processes)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
@@ -257,8 +266,13 @@ def main(argv=None):
     args = parse_args(argv)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device == "cuda":
+        args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(args.device)
     if world_size > 1:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world_size))
     out = Path(args.out)
     deadline = time.time() + args.minutes * 60

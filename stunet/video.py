@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from struct import error as struct_error
 
 import numpy as np
 import torch
@@ -67,27 +68,46 @@ def read_video_frames(path: str | os.PathLike) -> np.ndarray:
     return np.asarray(iio.imread(path, index=None))[..., :3]
 
 
-def read_image(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")   # the only Pillow decoders read_image tries
+
+
+def read_image(path: str | os.PathLike, size: tuple[int, int], *, max_bytes: int = MAX_IMAGE_BYTES,
+               max_pixels: int = MAX_IMAGE_PIXELS, max_side: int | None = None,
+               formats: tuple[str, ...] = IMAGE_FORMATS) -> np.ndarray:
     """Read an image file safely and resize it to (h, w): h w 3 uint8.
 
-    The header is checked (pixel count, file size) before any pixel is decoded, so a
-    small file that claims 20000x20000 pixels is refused without allocating them.
+    The file size and the header (format, width, height) are checked before any pixel is
+    decoded, so a small file that claims 20000x20000 pixels is refused without allocating
+    them; only the decoders in ``formats`` are tried (Pillow would otherwise also open EPS,
+    which runs Ghostscript, and dozens of rarer formats). Every failure is a ``ValueError``
+    with a short message that holds no path.
     """
     from PIL import Image, UnidentifiedImageError
     path = Path(path)
-    if path.stat().st_size > MAX_IMAGE_BYTES:
-        raise ValueError(f"image file larger than {MAX_IMAGE_BYTES // 2**20} MB")
+    if not path.is_file():
+        raise ValueError("not an image file")
+    if path.stat().st_size > max_bytes:
+        raise ValueError(f"the image file is larger than {max_bytes / 2**20:g} MB")
+    if path.stat().st_size == 0:
+        raise ValueError("the image file is empty")
+    names = ", ".join(formats)
+    refused = None
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=list(formats)) as im:
             w, h = im.size
-            if w * h > MAX_IMAGE_PIXELS:
-                raise ValueError(f"image is {w}x{h} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels")
-            im = im.convert("RGB")
-            im = im.resize((size[1], size[0]), Image.Resampling.BOX)
-            return np.asarray(im, dtype=np.uint8)
-    except Image.DecompressionBombError as e:
-        raise ValueError(f"image refused: {e}") from None
+            if w < 1 or h < 1 or w * h > max_pixels or (max_side is not None and max(w, h) > max_side):
+                side = f" and {max_side} pixels a side" if max_side is not None else ""
+                refused = f"the image is {w}x{h} pixels; the limit is {max_pixels:,} pixels{side}"
+            else:
+                if im.format == "JPEG":
+                    im.draft("RGB", (max(size[1], 1), max(size[0], 1)))     # decode at a reduced scale
+                im.seek(0)
+                im = im.convert("RGB").resize((size[1], size[0]), Image.Resampling.BOX)
+                return np.asarray(im, dtype=np.uint8)
+    except Image.DecompressionBombError:
+        refused = f"the image claims too many pixels; the limit is {max_pixels:,} pixels"
     except UnidentifiedImageError:
-        raise ValueError("not an image file (PNG, JPEG, GIF, WebP, BMP)") from None
-    except (OSError, SyntaxError) as e:
-        raise ValueError(f"cannot decode image: {e}") from None
+        refused = f"not an image file ({names})"
+    except (OSError, SyntaxError, EOFError, ValueError, struct_error):
+        refused = "the image file is damaged or truncated and cannot be decoded"
+    raise ValueError(refused)

@@ -1,0 +1,169 @@
+"""Load, queue and growth: a full queue answers "busy" and recovers; the serving limits fit two cores;
+(slow) a burst of clients, 100 requests without growth, the largest request's memory.
+
+    python -m pytest tests/test_reliability_load.py            # fast: queue full, serving configuration
+    python -m pytest -m slow tests/test_reliability_load.py    # load run, plateau, memory (figures printed, -s)
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPT = "a red circle moving right"
+pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"stunet_script_{name}", ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+load_test = _script("load_test")
+
+
+@contextlib.contextmanager
+def slow_model(model, delay: float):
+    calls: list[float] = []
+
+    def pre(module, args):
+        calls.append(time.monotonic())
+        time.sleep(delay)
+
+    h = model.register_forward_pre_hook(pre)
+    try:
+        yield calls
+    finally:
+        h.remove()
+
+
+@contextlib.contextmanager
+def launched(tiny_checkpoint, **build_kw):
+    old = os.environ.get("STUNET_MODEL")
+    d, url = load_test.launch(tiny_checkpoint, **build_kw)
+    try:
+        yield d, url
+    finally:
+        d.close()
+        if old is None:
+            os.environ.pop("STUNET_MODEL", None)
+        else:
+            os.environ["STUNET_MODEL"] = old
+
+
+@pytest.fixture(scope="module")
+def small_queue_app(tiny_checkpoint):
+    with launched(tiny_checkpoint, queue_max_size=2) as app:
+        yield app
+
+
+# ============================================================================ 4. load
+def test_a_full_queue_answers_busy_and_recovers(small_queue_app):
+    from gradio_client import Client
+    d, url = small_queue_app
+    clients = [Client(url, verbose=False, download_files=False) for _ in range(8)]
+    outcomes = []
+    with slow_model(d.studio.pipe.model, 0.15):
+        jobs = [c.submit(PROMPT, i, 4, 3.0, 8, api_name="/generate") for i, c in enumerate(clients)]
+        for job in jobs:
+            try:
+                outcomes.append(("ok", job.result(timeout=60)[3]["seed"]))
+            except Exception as e:   # noqa: BLE001
+                outcomes.append((type(e).__name__, str(e)))
+    busy = [o for o in outcomes if o[0] == "QueueError"]
+    ok = [o for o in outcomes if o[0] == "ok"]
+    assert busy and all("Queue is full" in m for _, m in busy), outcomes
+    assert ok and len(ok) + len(busy) == len(outcomes), outcomes     # nothing but done or "busy"
+    t0 = time.monotonic()
+    assert clients[0].predict(PROMPT, 42, 1, 3.0, 8, api_name="/generate")[3]["seed"] == 42
+    assert time.monotonic() - t0 < 10                                 # recovered
+    assert len(d._queue) == 0
+
+
+def test_serving_configuration_fits_two_cores(tiny_checkpoint):
+    """Production build: a bounded queue, one sampling run at a time, bounded inspect views, and
+    only cheap handlers outside the queue."""
+    from demo import limits as L
+    from demo.app import build_demo
+    from stunet.pipeline import Pipeline
+    d = build_demo(Pipeline.from_pretrained(tiny_checkpoint), warm=False, janitor=False)
+    assert d._queue.max_size == L.QUEUE_MAX_SIZE and L.QUEUE_MAX_SIZE <= 16
+    limits = {}
+    for fn in d.fns.values():
+        if fn.fn is None:                      # front-end only (no Python runs)
+            continue
+        if fn.queue is False:
+            name = getattr(fn.fn, "__name__", repr(fn.fn))
+            assert name in {"prompt_html", "random_seed", "replay", "client_snippet", "pick", "<lambda>",
+                            "load_example"}, name
+            continue
+        assert fn.concurrency_limit is not None and fn.concurrency_limit != "default", fn.api_name
+        limits[fn.concurrency_id] = fn.concurrency_limit
+    gen = next(f for f in d.fns.values() if f.api_name == "generate")
+    assert gen.concurrency_limit == L.GENERATE_CONCURRENCY == 1
+    assert limits[gen.concurrency_id] == 1
+    assert all(v <= 2 for v in limits.values()), limits
+    from demo.app import launch_options
+    opts = launch_options()
+    assert opts["max_file_size"] == L.MAX_UPLOAD_BYTES and opts["show_error"] is False
+    d.close()
+
+
+# ============================================================================ slow: burst, plateau, memory
+@pytest.mark.slow
+def test_load_burst_with_production_limits(tiny_checkpoint):
+    with launched(tiny_checkpoint) as (d, url):
+        r = load_test.run_load(url, clients=16, requests=3, steps=4, frames=8)
+    print("\nload:", json.dumps(r))
+    assert not r["errors"], r["errors"]
+    assert r["ok"] >= 8 and r["ok"] + r["busy"] == r["calls"]
+    assert r["normal_call_after_s"] < 10
+
+
+@pytest.mark.slow
+def test_100_requests_memory_and_files_plateau(tiny_checkpoint, monkeypatch):
+    from gradio_client import Client
+    from demo import limits as L
+    monkeypatch.setattr(L, "MAX_OUTPUT_DIRS", 16)
+    monkeypatch.setattr(L, "CACHE_MAX_FILES", 64)
+    with launched(tiny_checkpoint) as (d, url):
+        clients = [Client(url, verbose=False, download_files=False) for _ in range(4)]
+        marks = {}
+        t0 = time.monotonic()
+        for i in range(100):
+            c = clients[i % 4]
+            c.predict(load_test.PROMPTS[i % 4], i, 2, 3.0, 8, api_name="/generate")
+            if i % 10 == 9:
+                c.predict(1, api_name="/features")
+                c.predict(api_name="/export_npz")
+            if (i + 1) % 25 == 0:
+                marks[i + 1] = (load_test.rss_mb(), load_test.files_in_cache(),
+                                sum(1 for p in d.studio.out_dir.iterdir() if p.is_dir()))
+        print(f"\nplateau ({time.monotonic() - t0:.0f} s): " + ", ".join(
+            f"after {n}: {rss:.0f} MB RSS, {f} files, {o} output folders" for n, (rss, f, o) in marks.items()))
+    assert marks[100][0] - marks[50][0] < 40, marks            # MB
+    assert marks[100][1] <= marks[50][1] + 10, marks
+    assert marks[100][2] <= 16 + 2
+
+
+@pytest.mark.slow
+def test_largest_request_memory_fits_a_16_gb_space():
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "measure_memory.py"), "--threads", "2"],
+                       capture_output=True, text=True, timeout=1500, cwd=ROOT,
+                       env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    print("\nlargest request:", json.dumps(m))
+    assert m["peak_rss_mb"] < 4096            # a quarter of a 16 GB CPU Space
