@@ -122,6 +122,8 @@ def prune_files(blocks, max_bytes: int, max_files: int) -> int:
     for _, size, f in files:
         if total <= 0.8 * max_bytes and n <= 0.8 * max_files:
             break
+        if not Path(f).resolve().is_relative_to(root):      # only ever delete inside Gradio's folder
+            continue
         try:
             os.remove(f)
         except FileNotFoundError:
@@ -130,7 +132,7 @@ def prune_files(blocks, max_bytes: int, max_files: int) -> int:
             continue
         for temp_set in list(blocks.temp_file_sets):
             temp_set.discard(f)
-        parent = Path(f).parent
+        parent = Path(f).resolve().parent
         if parent != root and parent.parent == root:        # Gradio's per-file hash folder
             try:
                 parent.rmdir()

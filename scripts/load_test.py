@@ -75,7 +75,6 @@ def files_in_cache() -> int:
 
 def run_load(url: str, clients: int = 16, requests: int = 3, steps: int = 4, frames: int = 8) -> dict:
     from gradio_client import Client
-    from gradio_client.exceptions import AppError
     rss = [rss_mb()]
     stop = threading.Event()
 

@@ -1,4 +1,4 @@
-"""Reliability and security of the studio, one section per property of ``SECURITY.md``.
+"""Reliability and security of the studio: one section per property of the issue (numbered as there).
 
 The app is launched once for this module on the tiny checkpoint, with two clips allowed to
 sample at once (production samples one at a time: two makes the RNG-isolation test bite).
@@ -6,8 +6,9 @@ A copy of the checkpoint sits inside Gradio's upload folder, a place the file ro
 otherwise serve, so only ``blocked_paths`` keeps it out.
 
     python -m pytest tests/test_security.py                  # the fast checks (default run)
-    STUNET_FUZZ_EXAMPLES=2000 python -m pytest tests/test_security.py -k fuzz
-    python -m pytest -m slow tests/test_security.py          # 100-request plateau, largest request's memory
+    STUNET_FUZZ_EXAMPLES=2000 python -m pytest tests/test_security.py -k fuzz    # a longer fuzz
+    python -m pytest -m slow tests/test_security.py          # 1000 fuzz examples
+    (load, the 100-request plateau and the largest request's memory: tests/test_reliability_load.py)
 """
 from __future__ import annotations
 
@@ -22,8 +23,6 @@ import re
 import shutil
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -143,13 +142,6 @@ def slow_model(model, delay: float):
 def is_clear_message(msg) -> bool:
     return (isinstance(msg, str) and 0 < len(msg) <= 400 and "Traceback" not in msg
             and not re.search(r"(/tmp/|/work/|/root/|/home/|\.py\b|File \")", msg))
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 # ============================================================================ the app
