@@ -88,7 +88,7 @@ def cmd_generate(args) -> int:
             out = Path(args.out)
             fmt = args.format or out.suffix.lstrip(".").lower()
             if fmt not in FORMATS:
-                print(f"error: --out must end in .mp4, .gif or .npy (or pass --format)", file=sys.stderr)
+                print("error: --out must end in .mp4, .gif or .npy (or pass --format)", file=sys.stderr)
                 return 2
         write_video(out, gen.video, fmt=fmt, scale=args.scale)
         print(out)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # Hard limits that a config (including one read from disk) must respect.
 MAX_CHANNELS = 1024

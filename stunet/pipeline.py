@@ -7,7 +7,7 @@ every call takes its own seed -> its own ``torch.Generator`` and, when asked, it
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 

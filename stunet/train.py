@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from . import world
-from .checkpoint import CONFIG_NAME, load_pretrained, save_pretrained
+from .checkpoint import save_pretrained
 from .config import STUNetConfig, preset
 from .diffusion import add_noise, alphas_cumprod, target
 from .model import STUNet, inflate

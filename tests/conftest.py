@@ -1,7 +1,9 @@
 """Shared fixtures: tiny, seeded models and checkpoints (unit tests never need the shipped model)."""
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 
 import pytest
 import torch
@@ -44,3 +46,19 @@ def tiny_checkpoint(tmp_path_factory, tiny_model, tiny_tokenizer):
     d = tmp_path_factory.mktemp("tiny-ckpt")
     save_pretrained(tiny_model, tiny_tokenizer, d)
     return d
+
+
+@contextlib.contextmanager
+def slow_model(model, delay: float):
+    """Every model call sleeps ``delay`` s first and records when it started (one call per denoising step)."""
+    calls: list[float] = []
+
+    def pre(module, args):
+        calls.append(time.monotonic())
+        time.sleep(delay)
+
+    h = model.register_forward_pre_hook(pre)
+    try:
+        yield calls
+    finally:
+        h.remove()

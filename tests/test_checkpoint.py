@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from stunet.checkpoint import CheckpointError, load_pretrained, save_pretrained
+from stunet.checkpoint import CheckpointError, load_pretrained
 from stunet.pipeline import Pipeline, Settings
 
 

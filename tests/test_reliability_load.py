@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import slow_model
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "a red circle moving right"
@@ -34,19 +35,6 @@ def _script(name: str):
 load_test = _script("load_test")
 
 
-@contextlib.contextmanager
-def slow_model(model, delay: float):
-    calls: list[float] = []
-
-    def pre(module, args):
-        calls.append(time.monotonic())
-        time.sleep(delay)
-
-    h = model.register_forward_pre_hook(pre)
-    try:
-        yield calls
-    finally:
-        h.remove()
 
 
 @contextlib.contextmanager

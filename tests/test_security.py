@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import slow_model
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "a red circle moving right"
@@ -123,20 +124,6 @@ def hook_count(model) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
-@contextlib.contextmanager
-def slow_model(model, delay: float):
-    """Every model call sleeps ``delay`` s first and records when it started (one call per denoising step)."""
-    calls: list[float] = []
-
-    def pre(module, args):
-        calls.append(time.monotonic())
-        time.sleep(delay)
-
-    h = model.register_forward_pre_hook(pre)
-    try:
-        yield calls
-    finally:
-        h.remove()
 
 
 def is_clear_message(msg) -> bool:
