@@ -1,20 +1,31 @@
-"""Plot a training log (OUT/train.log, JSON lines) to a PNG: loss per stage over steps.
+"""Plot a training log (OUT/train.log, JSON lines) to a PNG: loss per stage over steps, and the
+evaluation curve (OUT/eval_curve.jsonl from scripts/eval_curve.py) when there is one.
 
-    python scripts/plot_training.py runs/shapes/train.log assets/stunet-shapes/training.png
+    python scripts/plot_training.py runs/shapes/train.log assets/stunet-shapes/training.png [CURVE.jsonl]
 """
 import json
 import sys
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+METRICS = (("color", "colour"), ("shape", "shape"), ("motion", "motion"), ("coherence", "coherence"))
 
-def main(log_path: str, out_path: str) -> None:
-    rows = [json.loads(l) for l in open(log_path) if l.strip()]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+
+def main(log_path: str, out_path: str, curve_path: str | None = None) -> None:
+    rows = [json.loads(line) for line in open(log_path) if line.strip()]
+    curve_file = Path(curve_path) if curve_path else Path(log_path).with_name("eval_curve.jsonl")
+    curve = [json.loads(line) for line in open(curve_file) if line.strip()] if curve_file.is_file() else []
+    fig, axes = plt.subplots(1, 3 if curve else 2, figsize=(13.5 if curve else 9, 3.2))
     summary = {}
+    events = [r for r in rows if r.get("event") in ("noise_shift", "frame_embedding")]
+    starts = [r for r in rows if r.get("event") == "start"]
+    for prev, cur in zip(starts, starts[1:]):      # recipe switched on at a resume
+        if cur["args"].get("high_noise_frac") and not prev["args"].get("high_noise_frac"):
+            events.append({**cur, "event": "high-noise steps"})
     for ax, stage in zip(axes, ("image", "video")):
         pts = {}
         for r in rows:
@@ -28,10 +39,30 @@ def main(log_path: str, out_path: str) -> None:
         ax.grid(alpha=0.3)
         if steps:
             summary[stage] = (steps[-1], pts[steps[-1]])
+    if events and len(axes) > 1:
+        # mark recipe changes on resume (the loss is not comparable across a schedule change)
+        video_rows = [r for r in rows if r.get("stage") == "video" and "step" in r]
+        for ev in events:
+            before = [r["step"] for r in video_rows if r["time"] <= ev["time"]]
+            if before:
+                axes[1].axvline(max(before), color="grey", ls="--", lw=0.8)
+                axes[1].text(max(before), axes[1].get_ylim()[1], ev["event"], fontsize=7, rotation=90,
+                             va="top", ha="right", color="grey")
+    if curve:
+        ax = axes[2]
+        curve = sorted(curve, key=lambda r: r["step"])
+        for key, label in METRICS:
+            ax.plot([r["step"] for r in curve], [r[key] for r in curve], marker="o", ms=3, lw=1.2, label=label)
+        ax.set_title("evaluation during training (% of clips, 30 prompts)", fontsize=9)
+        ax.set_xlabel("video step")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        summary["eval"] = curve[-1]
     fig.tight_layout()
     fig.savefig(out_path, dpi=110)
     print(json.dumps(summary))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

@@ -56,12 +56,21 @@ class STUNetConfig:
     text_layers: int = 2
     # Frame-rate conditioning: the strides the model knows.
     strides: tuple[int, ...] = (1, 2, 4)
+    # Per-frame conditioning: the frame's time in the clip (base frames), read jointly with the
+    # clip's diffusion-time + text embedding by a small MLP, added to every block's embedding.
+    # (Our addition, not in the paper; it starts at zero, so inflation is unchanged.)
+    frame_embedding: bool = False
     # False gives the image U-Net: the same spatial blocks, no temporal layers at all.
     temporal: bool = True
     # Diffusion.
     train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "v_prediction"
+    # Shift of the noise schedule toward noise: log-SNR(n) - 2 log(noise_shift) (Hoogeboom et al.
+    # 2023, "simple diffusion"; Chen 2023). A clip has far more pixels than one frame, so at the
+    # unshifted cosine schedule the object's path is still visible through the noise almost to the
+    # end and the network never has to learn motion from the words. 1.0 = the schedule as named.
+    noise_shift: float = 1.0
 
     def __post_init__(self):
         # JSON gives lists; normalise to tuples so the dataclass stays hashable and comparable.
@@ -135,6 +144,8 @@ class STUNetConfig:
         need(self.prediction_type in ("v_prediction", "epsilon"), "prediction_type: v_prediction or epsilon")
         need(self.beta_schedule in ("squaredcos_cap_v2", "linear", "scaled_linear"), "unknown beta_schedule")
         need(10 <= self.train_timesteps <= 10_000, "train_timesteps in [10, 10000]")
+        need(isinstance(self.noise_shift, (int, float)) and not isinstance(self.noise_shift, bool)
+             and 0.1 <= self.noise_shift <= 64, f"noise_shift in [0.1, 64], got {self.noise_shift!r}")
 
     def check_frames(self, frames: int) -> None:
         """Clear error for a clip length the U-Net cannot take."""
@@ -176,18 +187,19 @@ def _tiny() -> STUNetConfig:
     return STUNetConfig(frames=8, height=16, width=16, channels=(16, 32), temporal_down=(True,),
                         temporal_conv=(True, False), temporal_attention=(0, 1),
                         spatial_attention=(False, True), cross_attention=(False, True),
-                        head_dim=16, groups=4, text_dim=32, text_layers=1, max_words=12)
+                        head_dim=16, groups=4, text_dim=32, text_layers=1, max_words=12,
+                        frame_embedding=True)
 
 
 def _shapes() -> STUNetConfig:
-    return STUNetConfig()
+    return STUNetConfig(noise_shift=4.0, frame_embedding=True)
 
 
 def _vdm() -> STUNetConfig:
     # Video Diffusion Models (Ho et al. 2022) design at the same widths: no temporal
     # down/upsampling, temporal attention at every level, no temporal convolutions.
-    return STUNetConfig(temporal_down=(False, False), temporal_conv=(False, False, False),
-                        temporal_attention=(1, 1, 2))
+    return _shapes().replace(temporal_down=(False, False), temporal_conv=(False, False, False),
+                             temporal_attention=(1, 1, 2))
 
 
 PRESETS = {

@@ -7,6 +7,7 @@ at high noise, where global motion is decided.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .config import STUNetConfig
@@ -14,11 +15,28 @@ from .config import STUNetConfig
 SAMPLERS = ("ddim", "dpm++")
 
 
+def shifted_betas(config: STUNetConfig) -> np.ndarray:
+    """Betas of ``config.beta_schedule`` with log-SNR shifted by -2 log(noise_shift).
+
+    alpha_bar' = sigmoid(logit(alpha_bar) - 2 log s) (Hoogeboom et al. 2023, eq. 5), turned back
+    into betas so that diffusers' schedulers run it unchanged (``trained_betas``).
+    """
+    from diffusers import DDPMScheduler
+    ac = DDPMScheduler(num_train_timesteps=config.train_timesteps,
+                       beta_schedule=config.beta_schedule).alphas_cumprod.double().numpy()
+    logit = np.log(ac) - np.log1p(-ac) - 2.0 * np.log(config.noise_shift)
+    ac_shifted = 1.0 / (1.0 + np.exp(-logit))
+    prev = np.concatenate([[1.0], ac_shifted[:-1]])
+    return np.clip(1.0 - ac_shifted / prev, 0.0, 0.999)
+
+
 def make_scheduler(config: STUNetConfig, sampler: str = "dpm++"):
     """A fresh diffusers scheduler (they are stateful: one per sampling call)."""
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler  # heavy import, deferred
     common = dict(num_train_timesteps=config.train_timesteps, beta_schedule=config.beta_schedule,
                   prediction_type=config.prediction_type, timestep_spacing="trailing")
+    if config.noise_shift != 1.0:
+        common["trained_betas"] = shifted_betas(config)
     if sampler == "ddim":
         return DDIMScheduler(clip_sample=False, set_alpha_to_one=True, **common)
     if sampler == "dpm++":

@@ -29,7 +29,7 @@ from .layers import (CrossAttention, ResBlock, SpatialAttention, TemporalAttenti
                      TemporalDown, TemporalUp, norm, sinusoidal)
 from .text import TextEncoder, TextEncoding
 
-TEMPORAL_TAGS = ("temporal", "stride_mlp")
+TEMPORAL_TAGS = ("temporal", "stride_mlp", "frame_mlp")
 
 
 def is_temporal_param(name: str) -> bool:
@@ -126,6 +126,9 @@ class STUNet(nn.Module):
         # Frame-rate conditioning exists only in the video model (starts at zero: a temporal part).
         self.stride_mlp = nn.Sequential(nn.Linear(ch[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) \
             if cfg.temporal else None
+        # Frame-time conditioning (video model only; output starts at zero: a temporal part).
+        self.frame_mlp = nn.Sequential(nn.Linear(ch[0] + emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) \
+            if cfg.temporal and cfg.frame_embedding else None
         self.conv_in = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
 
         L = cfg.levels
@@ -150,6 +153,27 @@ class STUNet(nn.Module):
             s = torch.as_tensor(stride, device=emb.device, dtype=torch.float32).expand(emb.shape[0])
             emb = emb + self.stride_mlp(sinusoidal(torch.log2(s) * 100.0, self.config.channels[0]))
         return emb
+
+    def _frame_embedding(self, emb: torch.Tensor, stride, frames: int, level_frames: int) -> torch.Tensor:
+        """Per-frame embedding at a level with ``level_frames`` frames: (b t) e.
+
+        A frame of a level that has halved time k times stands for 2^k clip frames; its time is
+        their centre, in base frames (clip frame x stride), so the same motion reads the same at
+        every frame rate. The MLP sees that time together with the clip's embedding (diffusion
+        time + text + stride), so it can say what *this* frame of *this* caption should show.
+        """
+        b, e = emb.shape
+        per = frames // level_frames
+        centre = (torch.arange(level_frames, device=emb.device, dtype=torch.float32) + 0.5) * per - 0.5
+        s = torch.as_tensor(stride, device=emb.device, dtype=torch.float32).expand(b)
+        when = sinusoidal((s[:, None] * centre[None]).reshape(-1), self.config.channels[0])   # (b t) c0
+        joint = torch.cat([when.to(emb.dtype), emb.repeat_interleave(level_frames, 0)], dim=1)
+        return emb.repeat_interleave(level_frames, 0) + self.frame_mlp(joint)
+
+    def _level_embedding(self, emb, stride, frames: int, level_frames: int) -> torch.Tensor:
+        if self.frame_mlp is None:
+            return emb.repeat_interleave(level_frames, 0)
+        return self._frame_embedding(emb, stride, frames, level_frames)
 
     # ------------------------------------------------------------------ forward
     def forward(self, sample: torch.Tensor, timesteps: torch.Tensor, text: TextEncoding,
@@ -180,7 +204,7 @@ class STUNet(nn.Module):
         x = self.conv_in(x)                                              # (b t) c0 h w
         skips, frames = [], [t]
         for i, level in enumerate(self.enc):
-            x = level(x, emb.repeat_interleave(frames[-1], 0), text, frames[-1])
+            x = level(x, self._level_embedding(emb, stride, t, frames[-1]), text, frames[-1])
             if i < len(self.down):
                 skips.append(x)
                 x, tn = self.down[i](x, frames[-1])
@@ -188,7 +212,7 @@ class STUNet(nn.Module):
         for i in reversed(range(len(self.dec))):
             x, tn = self.up[i](x, frames[i + 1])
             x = torch.cat([x, skips[i]], dim=1)
-            x = self.dec[i](x, emb.repeat_interleave(frames[i], 0), text, frames[i])
+            x = self.dec[i](x, self._level_embedding(emb, stride, t, frames[i]), text, frames[i])
         x = self.conv_out(F.silu(self.norm_out(x)))                      # (b t) c h w
         return x.reshape(b, t, c, h, w).transpose(1, 2).contiguous()
 
@@ -243,7 +267,7 @@ def initialize_weights(model: STUNet) -> None:
     output conv zeroed. Temporal branches start as the identity, so an inflated STUNet
     begins as the image U-Net applied per frame (Lumiere section 3, appendix B):
     residual temporal convs and temporal attention have zero output projections,
-    temporal down/up convs are identity kernels, the frame-rate MLP outputs zero.
+    temporal down/up convs are identity kernels, the frame-rate and frame-time MLPs output zero.
     """
     for m in model.modules():
         if isinstance(m, (nn.Linear,)) and m.bias is not None:
@@ -261,6 +285,8 @@ def initialize_weights(model: STUNet) -> None:
             _identity_conv1d(m.conv)
     if model.stride_mlp is not None:
         _zero(model.stride_mlp[-1])
+    if model.frame_mlp is not None:
+        _zero(model.frame_mlp[-1])
     _zero(model.conv_out)
 
 

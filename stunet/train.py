@@ -4,7 +4,8 @@
 2. Inflation: its weights load into a STUNet whose temporal layers start as identity.
 3. Video stage: the STUNet learns whole clips at several frame strides, under a mixture
    of conditioning tasks (none, first frame, a region, some frames), with caption
-   dropout for classifier-free guidance.
+   dropout for classifier-free guidance, and a share of samples at the highest noise
+   levels (``sample_timesteps``), where motion must be learned from the words.
 
 EMA weights, bf16 autocast (CPU, or CUDA with ``--device cuda``), tqdm with loss and time left, a JSON-lines log,
 checkpoints as it goes (``--resume`` picks up from them, stage and step included), and
@@ -111,12 +112,35 @@ def tokenizer_for(cfg: STUNetConfig) -> Tokenizer:
 
 
 # ---------------------------------------------------------------------------- one step
+def sample_timesteps(cfg: STUNetConfig, batch: int, gen: torch.Generator,
+                     high_noise: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+    """Diffusion steps n for a batch: uniform, except that a fraction ``high_noise[0]`` of the
+    samples is drawn from the last part of diffusion time, n >= high_noise[1] * train_timesteps.
+
+    That is where nothing of the clip is left to read in the noise and the prediction must come
+    from the words: where the path of the object (the motion) is decided when sampling. A clip
+    has so many pixels that, even under the shifted schedule, the object's path can be read from
+    the noise until the last few percent of diffusion time, so uniform sampling gives the motion
+    words almost no training signal. (Importance sampling of noise levels, as in Choi et al. 2022
+    "perception prioritized training" and Esser et al. 2024's logit-normal timesteps.)
+    """
+    T = cfg.train_timesteps
+    n = torch.randint(0, T, (batch,), generator=gen)
+    frac, start = high_noise
+    if frac > 0:
+        lo = min(int(start * T), T - 1)
+        high = torch.randint(lo, T, (batch,), generator=gen)
+        pick = torch.rand(batch, generator=gen) < frac
+        n = torch.where(pick, high, n)
+    return n
+
+
 def loss_fn(model, cfg: STUNetConfig, ac: torch.Tensor, b: Batch, rng: np.random.Generator,
-            gen: torch.Generator, task_probs=TASK_PROBS) -> torch.Tensor:
+            gen: torch.Generator, task_probs=TASK_PROBS, high_noise: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
     # Randomness is drawn on the CPU (same numbers on any device), then moved.
     net = model.module if hasattr(model, "module") else model
     dev = next(net.parameters()).device
-    n = torch.randint(0, cfg.train_timesteps, (b.x0.shape[0],), generator=gen)
+    n = sample_timesteps(cfg, b.x0.shape[0], gen, high_noise)
     noise = torch.randn(b.x0.shape, generator=gen)
     cond, mask, _ = make_condition(b.x0, rng, task_probs)
     x0, noise, n, cond, mask = (t.to(dev) for t in (b.x0, noise, n, cond, mask))
@@ -161,6 +185,19 @@ def save_state(d: Path, stage: str, step: int, model, ema, opt, meta: dict):
     (d / "state.json").write_text(json.dumps({"stage": stage, "step": step, **meta}, indent=1))
 
 
+def add_new_parameters(model: STUNet, state: dict) -> dict:
+    """``state`` completed with ``model``'s own values for the parameters it lacks (upgrades only).
+
+    Only frame-time MLP parameters may be missing; its zero-initialised output layer keeps the
+    loaded model's function as it was.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    if any(not k.startswith("frame_mlp.") for k in missing) or set(state) - set(own):
+        raise ValueError(f"cannot upgrade: missing {missing[:5]}, unexpected {sorted(set(state) - set(own))[:5]}")
+    return {**state, **{k: own[k] for k in missing}}
+
+
 # ---------------------------------------------------------------------------- loop
 def ema_update(ema: STUNet, model: STUNet, step: int, decay: float):
     d = min(decay, (1 + step) / (10 + step))
@@ -192,6 +229,7 @@ def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_
     batch_fn = video_batch if stage == "video" else image_batch
     bs = args.batch if stage == "video" else args.image_batch
     task_probs = TASK_PROBS if stage == "video" else (0.8, 0.0, 0.2, 0.0)
+    high_noise = (args.high_noise_frac, args.high_noise_from) if stage == "video" else (0.0, 1.0)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
     bar = tqdm(total=total, initial=start_step, desc=stage, disable=rank != 0 or args.quiet,
                dynamic_ncols=True, mininterval=5.0)
@@ -204,7 +242,7 @@ def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_
             g["lr"] = lr * warm * (0.1 + 0.9 * decay)
         b = batch_fn(rng, tok, cfg, bs)
         with autocast:
-            loss = loss_fn(net, cfg, ac, b, rng, gen, task_probs)
+            loss = loss_fn(net, cfg, ac, b, rng, gen, task_probs, high_noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -258,6 +296,16 @@ def parse_args(argv=None):
     p.add_argument("--no-bf16", dest="bf16", action="store_false")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: cores / processes)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    p.add_argument("--noise-shift", type=float, default=None,
+                   help="shift of the noise schedule (config.noise_shift); default: the preset's, or the "
+                        "resumed run's. Changing it on --resume fine-tunes the model to the new schedule")
+    p.add_argument("--add-frame-embedding", action="store_true",
+                   help="on --resume of a run without it: add the frame-time MLP (config.frame_embedding; its "
+                        "output starts at zero, so the model's function is unchanged) and restart the optimizer")
+    p.add_argument("--high-noise-frac", type=float, default=0.25,
+                   help="video stage: fraction of samples drawn from the last part of diffusion time")
+    p.add_argument("--high-noise-from", type=float, default=0.94,
+                   help="where that last part starts, as a fraction of train_timesteps")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
@@ -290,6 +338,12 @@ def main(argv=None):
         cfg = STUNetConfig.from_dict(json.loads((state_dir / "config.json").read_text()))
         if stage == "image":
             cfg = cfg.replace(temporal=True, frames=preset(args.preset).frames)
+    upgrade = args.add_frame_embedding and stage == "video" and raw is not None and not cfg.frame_embedding
+    if upgrade:
+        cfg = cfg.replace(frame_embedding=True)
+    shift_changed = args.noise_shift is not None and args.noise_shift != cfg.noise_shift
+    if args.noise_shift is not None:
+        cfg = cfg.replace(noise_shift=args.noise_shift)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     logf = open(out / "train.log", "a") if rank == 0 else None
@@ -301,6 +355,10 @@ def main(argv=None):
 
     torch.manual_seed(args.seed)  # weight init only; data and noise use their own generators
     log({"event": "start", "args": vars(args), "world_size": world_size, "stage": stage, "step": step})
+    if shift_changed:
+        log({"event": "noise_shift", "value": cfg.noise_shift})
+    if upgrade:
+        log({"event": "frame_embedding", "note": "frame-time MLP added at zero output; optimizer restarted"})
 
     if stage == "image" and args.image_steps > 0:
         image = STUNet(cfg.image())
@@ -318,6 +376,8 @@ def main(argv=None):
         video, stage, step = STUNet(cfg), "video", 0
     else:
         video = STUNet(cfg)
+        if upgrade:
+            raw, ema_sd, opt_sd = add_new_parameters(video, raw), add_new_parameters(video, ema_sd), None
         video.load_state_dict(raw)
     _, step = run_stage("video", video, args, tok, out, step, args.video_steps, opt_sd, ema_sd,
                         rank, world_size, log, deadline)

@@ -175,3 +175,29 @@ def test_conditioning_channels_are_used(tiny_model):
         a = tiny_model(x, torch.tensor([500]), _text(tiny_model))
         b = tiny_model(x, torch.tensor([500]), _text(tiny_model), cond=cond, mask=mask)
     assert (a - b).abs().max() > 1e-4
+
+
+def test_frame_time_embedding_starts_at_zero_and_upgrades_keep_the_function():
+    from stunet.train import add_new_parameters
+    old = make_tiny(frame_embedding=False)                    # a trained model from before the field
+    new = STUNet(old.config.replace(frame_embedding=True)).eval()
+    assert torch.count_nonzero(new.frame_mlp[-1].weight) == 0
+    new.load_state_dict(add_new_parameters(new, old.state_dict()))
+    x = torch.randn(2, 3, 8, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(new(x, torch.tensor([5, 900]), _text(new, 2), stride=2),
+                                   old(x, torch.tensor([5, 900]), _text(old, 2), stride=2))
+    # the frame's time is the only thing telling frames of a static clip apart (other temporal parts at init)
+    fresh = STUNet(new.config).state_dict()
+    with torch.no_grad():
+        for name, p in new.named_parameters():
+            if is_temporal_param(name) and not name.startswith("frame_mlp."):
+                p.copy_(fresh[name])
+        static = torch.randn(1, 3, 1, 16, 16).expand(1, 3, 8, 16, 16)
+        y0 = new(static, torch.tensor([500]), _text(new))
+        new.frame_mlp[-1].weight.normal_(0, 0.05)
+        y1 = new(static, torch.tensor([500]), _text(new))
+    torch.testing.assert_close(y0[:, :, 0], y0[:, :, -1])
+    assert (y1[:, :, 0] - y1[:, :, -1]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="cannot upgrade"):
+        add_new_parameters(new, {k: v for k, v in old.state_dict().items() if "stride_mlp" not in k})

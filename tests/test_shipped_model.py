@@ -1,7 +1,8 @@
 """The shipped checkpoint (assets/stunet-shapes): loads strictly, generates, gets the colour right.
 
 A smoke test, kept short. The model does not yet reach the shape / motion / coherence targets
-(see assets/stunet-shapes/README.md); what it does reliably is checked here.
+(see assets/stunet-shapes/README.md: colour 100 %, shape 80 %, motion 53 %, coherence 72 %);
+what it does reliably is checked here.
 """
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ def test_shipped_model_is_the_shapes_preset(shipped):
     cfg = shipped.config
     assert (cfg.frames, cfg.height, cfg.width) == (32, 32, 32)
     assert cfg.frames // cfg.temporal_factor >= 8          # coarsest level keeps 8 frames
-    assert sum(p.numel() for p in shipped.model.parameters()) == 1_726_467
+    assert sum(p.numel() for p in shipped.model.parameters()) == 1_763_587
 
 
 @pytest.mark.parametrize("prompt,seed", [("a red circle moving left", 0), ("a blue square bouncing", 1),
