@@ -32,3 +32,13 @@ def test_shipped_model_gets_the_colour_and_one_object(shipped, prompt, seed):
     score = evaluate_clip(gen.video, prompt)
     assert score.color_ok, score
     assert (gen.video.max(-1) > 64).mean() > 0.02            # something is drawn, not an empty clip
+
+
+# Pinned (prompt, seed) pairs that passed every detector when this checkpoint was shipped, at the
+# default 25 steps: a regression check on the shipped weights and the sampler, not a quality
+# measure (that is `python -m stunet eval`: about 38 % of clips pass all four detectors).
+@pytest.mark.parametrize("prompt,seed", [("a red circle moving down", 0), ("a yellow circle moving up", 1),
+                                         ("a blue square growing", 0)])
+def test_shipped_model_passes_every_detector_on_pinned_clips(shipped, prompt, seed):
+    score = evaluate_clip(shipped(Settings(prompt, seed=seed, steps=25)).video, prompt)
+    assert (score.color_ok, score.shape_ok, score.motion_ok, score.coherent) == (True, True, True, True), score
