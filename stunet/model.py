@@ -167,8 +167,8 @@ class STUNet(nn.Module):
         centre = (torch.arange(level_frames, device=emb.device, dtype=torch.float32) + 0.5) * per - 0.5
         s = torch.as_tensor(stride, device=emb.device, dtype=torch.float32).expand(b)
         when = sinusoidal((s[:, None] * centre[None]).reshape(-1), self.config.channels[0])   # (b t) c0
-        joint = torch.cat([when.to(emb.dtype), emb.repeat_interleave(level_frames, 0)], dim=1)
-        return emb.repeat_interleave(level_frames, 0) + self.frame_mlp(joint)
+        per_frame = emb.repeat_interleave(level_frames, 0)                                     # (b t) e
+        return per_frame + self.frame_mlp(torch.cat([when.to(emb.dtype), per_frame], dim=1))
 
     def _level_embedding(self, emb, stride, frames: int, level_frames: int) -> torch.Tensor:
         if self.frame_mlp is None:
