@@ -260,6 +260,8 @@ def parse_args(argv=None):
                                 "(colour, shape, motion, coherence) against the world's own clips.")
     p.add_argument("--model", help="checkpoint directory (default: the shipped model)")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds per prompt")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds are FIRST..FIRST+SEEDS-1 (default 0; use others to tune settings on held-out seeds)")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--sampler", default="dpm++", choices=("dpm++", "ddim"))
@@ -286,6 +288,9 @@ def main(argv=None) -> int:
             prompts = prompts[:args.limit]
         if args.seeds < 1 or args.steps < 1 or args.batch < 1:
             raise ValueError("--seeds, --steps and --batch must be >= 1")
+        if args.first_seed < 0:
+            raise ValueError("--first-seed must be >= 0")
+        seeds = list(range(args.first_seed, args.first_seed + args.seeds))
         log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
         model = tokenizer = None
         frames, size = args.frames, None
@@ -301,7 +306,7 @@ def main(argv=None) -> int:
             from .checkpoint import read_config
             cfg = read_config(args.model)
             frames, size = frames or cfg.frames, cfg.height
-        result = evaluate_model(model, tokenizer, prompts, args.seeds, args.steps, args.guidance, args.sampler,
+        result = evaluate_model(model, tokenizer, prompts, seeds, args.steps, args.guidance, args.sampler,
                                 frames=frames, size=size, stride=args.stride, batch_size=args.batch,
                                 progress=log)
     except (ValueError, OSError) as e:

@@ -84,7 +84,18 @@ def test_cli_through_stunet_main(tiny_checkpoint, capsys):
     assert "| colour | - | 100.0 |" in out and "3 prompts x 1 seeds, 8 frames of 16x16" in out
 
 
+def test_cli_first_seed_picks_held_out_seeds(tmp_path):
+    js = tmp_path / "r.json"
+    assert E.main(["--ceiling-only", "--limit", "2", "--seeds", "2", "--first-seed", "100", "--quiet",
+                   "--json", str(js)]) == 0
+    r = json.loads(js.read_text())
+    assert r["settings"]["seeds"] == [100, 101]
+    assert sorted({c["seed"] for c in r["clips"]["ceiling"]}) == [100, 101]
+
+
 def test_cli_errors(tmp_path, capsys):
+    assert E.main(["--ceiling-only", "--first-seed", "-1", "--quiet"]) == 1
+    assert "--first-seed" in capsys.readouterr().err
     assert E.main(["--model", str(tmp_path / "nope"), "--quiet"]) == 1
     assert "no model" in capsys.readouterr().err
     bad = tmp_path / "bad.txt"
