@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import unicodedata
 
+from stunet import config as stunet_config
+
 # --------------------------------------------------------------------------- request limits
 MAX_PROMPT_CHARS = 200
 MIN_STEPS, MAX_STEPS = 1, 50
@@ -50,7 +52,7 @@ PREVIEW_MAX_FRAMES = 32          # live x0-hat preview shows at most this many f
 # --------------------------------------------------------------------------- defaults
 DEFAULT_SEED = 0
 DEFAULT_STEPS = 20
-DEFAULT_GUIDANCE = 3.0
+DEFAULT_GUIDANCE = stunet_config.DEFAULT_GUIDANCE
 DEFAULT_SAMPLER = "dpm++"
 DEFAULT_STRIDE = 1
 DEFAULT_FPS = 8

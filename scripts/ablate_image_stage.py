@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without `pip install -e .`
+
 from stunet.checkpoint import load_pretrained
 from stunet.diffusion import alphas_cumprod
 from stunet.train import loss_fn, main as train, tokenizer_for, video_batch

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without `pip install -e .`
+
 from stunet.checkpoint import CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME, load_pretrained
 from stunet.evaluate import evaluate_model
 

@@ -14,8 +14,12 @@ dy > 0: down): when the direction appears, and whether it follows the words or t
 """
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without `pip install -e .`
 
 from stunet.checkpoint import default_model_dir, load_pretrained
 from stunet.diffusion import add_noise, alphas_cumprod

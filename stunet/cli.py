@@ -16,6 +16,8 @@ import re
 import sys
 from pathlib import Path
 
+from .config import DEFAULT_GUIDANCE
+
 
 def _pyramid_dict(cfg, frames=None) -> dict:
     from .checkpoint import estimate_parameters
@@ -126,7 +128,7 @@ def main(argv=None) -> int:
     g.add_argument("--format", choices=("mp4", "gif", "npy"))
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--steps", type=int, default=25)
-    g.add_argument("--guidance", type=float, default=3.0)
+    g.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     g.add_argument("--frames", type=int, help="default: the model's window; longer uses MultiDiffusion")
     g.add_argument("--sampler", default="dpm++", choices=("dpm++", "ddim"))
     g.add_argument("--stride", type=int, default=1, help="frame stride (frame-rate conditioning)")

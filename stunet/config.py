@@ -202,6 +202,12 @@ def _vdm() -> STUNetConfig:
                              temporal_attention=(1, 1, 2))
 
 
+# Classifier-free guidance scale the studio, the CLI and `stunet eval` use unless told otherwise
+# (sampling.iter_sample, pipeline.Settings, demo.limits). A sampling setting, not part of a model's
+# config; it lives here because this module is the one every layer imports without torch.
+DEFAULT_GUIDANCE = 3.0
+
+
 PRESETS = {
     "tiny": _tiny,
     "shapes": _shapes,

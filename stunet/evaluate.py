@@ -28,6 +28,7 @@ import numpy as np
 
 from . import world
 from .metrics import ClipScore, evaluate_clip
+from .config import DEFAULT_GUIDANCE
 
 METRICS = ("color", "shape", "motion", "coherence")
 LABELS = {"color": "colour", "shape": "shape", "motion": "motion", "coherence": "coherence"}
@@ -91,7 +92,7 @@ def world_clips(prompts: Sequence[str], seeds, frames: int, size: int, stride: i
     return out
 
 
-def model_clips(model, tokenizer, prompts: Sequence[str], seeds, *, steps: int = 25, guidance: float = 3.0,
+def model_clips(model, tokenizer, prompts: Sequence[str], seeds, *, steps: int = 25, guidance: float = DEFAULT_GUIDANCE,
                 sampler: str = "dpm++", frames: int | None = None, stride: int = 1, batch_size: int = 8,
                 progress: Callable[[str], None] | None = None):
     """Generate one clip per (prompt, seed), ``batch_size`` prompts at a time: [(prompt, seed, video)]."""
@@ -160,7 +161,7 @@ def _verdicts(model: dict | None, ceiling: dict | None) -> dict:
 
 
 def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = None, seeds=DEFAULT_SEEDS,
-                   steps: int = 25, guidance: float = 3.0, sampler: str = "dpm++", *, frames: int | None = None,
+                   steps: int = 25, guidance: float = DEFAULT_GUIDANCE, sampler: str = "dpm++", *, frames: int | None = None,
                    size: int | None = None, stride: int = 1, batch_size: int = 8, ceiling: bool = True,
                    keep_clips: bool = False, progress: Callable[[str], None] | None = None) -> dict:
     """Evaluate a model (a ``STUNet`` with its tokenizer, or a ``Pipeline``) and/or the world ceiling.
@@ -263,7 +264,7 @@ def parse_args(argv=None):
     p.add_argument("--first-seed", type=int, default=0,
                    help="seeds are FIRST..FIRST+SEEDS-1 (default 0; use others to tune settings on held-out seeds)")
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--sampler", default="dpm++", choices=("dpm++", "ddim"))
     p.add_argument("--prompts", help="file with one caption per line (default: the fixed prompt set)")
     p.add_argument("--limit", type=int, help="only the first N prompts (quick runs)")

@@ -17,6 +17,7 @@ import torch
 from .checkpoint import load_pretrained
 from .diffusion import SAMPLERS
 from .model import STUNet
+from .config import DEFAULT_GUIDANCE
 from .sampling import StepOutput, iter_sample
 from .text import Encoded, Tokenizer
 from .video import from_uint8, to_uint8
@@ -28,7 +29,7 @@ class Settings:
     prompt: str
     seed: int = 0
     steps: int = 25
-    guidance: float = 3.0
+    guidance: float = DEFAULT_GUIDANCE
     frames: int = 32
     sampler: str = "dpm++"
     stride: int = 1

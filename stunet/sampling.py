@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from .config import DEFAULT_GUIDANCE
 from .diffusion import predict_x0
 from .inspect import step_scope
 from .model import STUNet
@@ -61,7 +62,7 @@ def _check(model: STUNet, frames: int, window: int):
 
 @torch.no_grad()
 def iter_sample(model: STUNet, text: TextEncoding, uncond: TextEncoding | None, *,
-                generator: torch.Generator, steps: int = 25, guidance: float = 4.0, sampler: str = "dpm++",
+                generator: torch.Generator, steps: int = 25, guidance: float = DEFAULT_GUIDANCE, sampler: str = "dpm++",
                 frames: int | None = None, stride: int = 1, cond: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, init: torch.Tensor | None = None, strength: float = 1.0,
                 window: int | None = None, overlap: int | None = None, bf16: bool = True,
