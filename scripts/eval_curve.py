@@ -22,6 +22,7 @@ from safetensors import safe_open
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without `pip install -e .`
 
 from stunet.checkpoint import CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME, load_pretrained
+from stunet.config import DEFAULT_GUIDANCE
 from stunet.evaluate import evaluate_model
 
 
@@ -30,6 +31,7 @@ def main(argv=None) -> int:
     p.add_argument("run", help="training output folder (holds config.json + model.safetensors)")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", help="curve file (default: RUN/eval_curve.jsonl)")
     args = p.parse_args(argv)
@@ -42,9 +44,10 @@ def main(argv=None) -> int:
             meta = f.metadata() or {}
         model, tok = load_pretrained(tmp)
     t0 = time.time()
-    res = evaluate_model(model, tok, seeds=args.seeds, steps=args.steps, ceiling=False)
+    res = evaluate_model(model, tok, seeds=args.seeds, steps=args.steps, guidance=args.guidance,
+                         ceiling=False)
     row = {"time": round(time.time(), 1), "stage": meta.get("stage"), "step": int(meta.get("step", -1)),
-           "seeds": args.seeds, "steps": args.steps, "seconds": round(time.time() - t0, 1),
+           "seeds": args.seeds, "steps": args.steps, "guidance": args.guidance, "seconds": round(time.time() - t0, 1),
            **{k: round(float(v), 2) for k, v in res["model"].items() if isinstance(v, (int, float))}}
     out = Path(args.out) if args.out else run / "eval_curve.jsonl"
     with open(out, "a") as f:
