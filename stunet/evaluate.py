@@ -27,8 +27,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import world
-from .metrics import ClipScore, evaluate_clip
 from .config import DEFAULT_GUIDANCE
+from .metrics import ClipScore, evaluate_clip
 
 METRICS = ("color", "shape", "motion", "coherence")
 LABELS = {"color": "colour", "shape": "shape", "motion": "motion", "coherence": "coherence"}

@@ -203,8 +203,15 @@ class STUNet(nn.Module):
 
         x = self.conv_in(x)                                              # (b t) c0 h w
         skips, frames = [], [t]
+        level_emb: dict[int, torch.Tensor] = {}                          # frames -> (b t) e, shared by enc/dec
+
+        def emb_at(n: int) -> torch.Tensor:
+            if n not in level_emb:
+                level_emb[n] = self._level_embedding(emb, stride, t, n)
+            return level_emb[n]
+
         for i, level in enumerate(self.enc):
-            x = level(x, self._level_embedding(emb, stride, t, frames[-1]), text, frames[-1])
+            x = level(x, emb_at(frames[-1]), text, frames[-1])
             if i < len(self.down):
                 skips.append(x)
                 x, tn = self.down[i](x, frames[-1])
@@ -212,7 +219,7 @@ class STUNet(nn.Module):
         for i in reversed(range(len(self.dec))):
             x, tn = self.up[i](x, frames[i + 1])
             x = torch.cat([x, skips[i]], dim=1)
-            x = self.dec[i](x, self._level_embedding(emb, stride, t, frames[i]), text, frames[i])
+            x = self.dec[i](x, emb_at(frames[i]), text, frames[i])
         x = self.conv_out(F.silu(self.norm_out(x)))                      # (b t) c h w
         return x.reshape(b, t, c, h, w).transpose(1, 2).contiguous()
 

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from .checkpoint import load_pretrained
+from .config import DEFAULT_GUIDANCE
 from .diffusion import SAMPLERS
 from .model import STUNet
-from .config import DEFAULT_GUIDANCE
 from .sampling import StepOutput, iter_sample
 from .text import Encoded, Tokenizer
 from .video import from_uint8, to_uint8
