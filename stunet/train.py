@@ -307,7 +307,12 @@ def parse_args(argv=None):
     p.add_argument("--high-noise-from", type=float, default=0.94,
                    help="where that last part starts, as a fraction of train_timesteps")
     p.add_argument("--quiet", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 0.0 <= args.high_noise_frac <= 1.0:
+        p.error(f"--high-noise-frac must be in [0, 1], got {args.high_noise_frac}")
+    if not 0.0 <= args.high_noise_from < 1.0:
+        p.error(f"--high-noise-from must be in [0, 1), got {args.high_noise_from}")
+    return args
 
 
 def main(argv=None):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from stunet.checkpoint import load_pretrained
@@ -50,6 +51,16 @@ def test_tiny_training_lowers_the_loss_and_resumes(tmp_path):
     starts = [r for r in log if r.get("event") == "start"]
     assert starts[-1]["stage"] == "video" and starts[-1]["step"] == 60
     assert log[-1]["event"] == "done" and log[-1]["step"] == 70
+
+
+def test_high_noise_options_are_checked(capsys):
+    from stunet.train import parse_args
+    assert parse_args(["--high-noise-frac", "0", "--high-noise-from", "0.5"]).high_noise_frac == 0.0
+    for bad in (["--high-noise-frac", "1.5"], ["--high-noise-frac", "-0.1"], ["--high-noise-from", "-0.1"],
+                ["--high-noise-from", "1"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+        assert "--high-noise" in capsys.readouterr().err
 
 
 def test_condition_tasks_mask_the_right_pixels():
