@@ -81,14 +81,17 @@ class Batch:
     captions: list[str]
 
 
-def video_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, batch: int) -> Batch:
+def video_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, batch: int,
+                spec_p: np.ndarray | None = None) -> Batch:
+    """``batch`` world clips; clip kinds uniform, or drawn with ``spec_p`` (``world.spec_probs``)."""
     # One (frames, stride) per batch: the clip always spans cfg.frames base frames.
     strides = [s for s in cfg.strides if cfg.frames // s >= cfg.temporal_factor
                and (cfg.frames // s) % cfg.temporal_factor == 0]
     p = np.array([4.0 if s == 1 else 1.0 for s in strides]); p /= p.sum()
     stride = int(rng.choice(strides, p=p))
     frames = cfg.frames // stride
-    clips = [world.make_clip(world.random_spec(rng), frames, cfg.height, stride, int(rng.integers(2**62)))
+    clips = [world.make_clip(world.random_spec(rng, p=spec_p), frames, cfg.height, stride,
+                             int(rng.integers(2**62)))
              for _ in range(batch)]
     captions = [c.caption if rng.random() >= CAPTION_DROPOUT else "" for c in clips]
     ids, _ = tok.batch(captions)
@@ -226,7 +229,8 @@ def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_
         ema.load_state_dict(ema_state)
     rng = np.random.default_rng([args.seed, rank, start_step, 1 if stage == "video" else 0])
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    batch_fn = video_batch if stage == "video" else image_batch
+    spec_p = world.spec_probs(args.motion_weights) if stage == "video" and args.motion_weights else None
+    batch_fn = (lambda r, t, c, n: video_batch(r, t, c, n, spec_p)) if stage == "video" else image_batch
     bs = args.batch if stage == "video" else args.image_batch
     task_probs = TASK_PROBS if stage == "video" else (0.8, 0.0, 0.2, 0.0)
     high_noise = (args.high_noise_frac, args.high_noise_from) if stage == "video" else (0.0, 1.0)
@@ -276,6 +280,25 @@ def checkpoint(stage, step, model, ema, opt, tok, out: Path, args):
         save_pretrained(ema, tok, out / "image_unet", extra={"stage": stage, "step": step})
 
 
+def _motion_weights(text: str) -> dict[str, float]:
+    """'bouncing=2,spinning=3' -> {'bouncing': 2.0, 'spinning': 3.0}, checked against the world's motions."""
+    out = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        name, sep, value = item.rpartition("=")
+        try:
+            w = float(value)
+        except ValueError:
+            w = None
+        if not sep or w is None:
+            raise argparse.ArgumentTypeError(f"expected MOTION=WEIGHT, got {item!r}")
+        out[name.strip()] = w
+    try:
+        world.spec_probs(out)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return out
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="stunet train", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="shapes")
@@ -306,6 +329,9 @@ def parse_args(argv=None):
                    help="video stage: fraction of samples drawn from the last part of diffusion time")
     p.add_argument("--high-noise-from", type=float, default=0.94,
                    help="where that last part starts, as a fraction of train_timesteps")
+    p.add_argument("--motion-weights", type=_motion_weights, default={}, metavar="MOTION=W,...",
+                   help="video stage: draw clip kinds of these motions W times as often as the rest, e.g. "
+                        "'bouncing=2,orbiting=2,spinning=3' (default: every clip kind equally often)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     if not 0.0 <= args.high_noise_frac <= 1.0:
@@ -364,6 +390,10 @@ def main(argv=None):
         log({"event": "noise_shift", "value": cfg.noise_shift})
     if upgrade:
         log({"event": "frame_embedding", "note": "frame-time MLP added at zero output; optimizer restarted"})
+    if args.motion_weights:
+        shares = world.motion_shares(world.spec_probs(args.motion_weights))
+        log({"event": "motion_weights", "weights": args.motion_weights,
+             "shares": {m: round(q, 4) for m, q in shares.items()}})
 
     if stage == "image" and args.image_steps > 0:
         image = STUNet(cfg.image())

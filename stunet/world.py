@@ -241,9 +241,38 @@ def make_clip(spec: ClipSpec, frames: int = 32, size: int = 32, stride: int = 1,
     return Clip(video, spec, stride, x, y, r, a)
 
 
-def random_spec(rng: np.random.Generator, specs: list[ClipSpec] | None = None) -> ClipSpec:
+def random_spec(rng: np.random.Generator, specs: list[ClipSpec] | None = None,
+                p: np.ndarray | None = None) -> ClipSpec:
+    """One clip kind: uniform over ``specs`` (all of them by default), or with probabilities ``p``."""
     specs = specs or _ALL
-    return specs[int(rng.integers(len(specs)))]
+    if p is None:
+        return specs[int(rng.integers(len(specs)))]
+    return specs[int(rng.choice(len(specs), p=p))]
+
+
+def spec_probs(motion_weights: dict[str, float], specs: list[ClipSpec] | None = None) -> np.ndarray:
+    """Probabilities over ``specs`` that weight each clip kind by its motion (1 where not named).
+
+    ``{"bouncing": 2}`` draws every bouncing kind twice as often as any other kind. Raises
+    ValueError naming the motions for an unknown motion, and for a weight that is not finite and > 0.
+    """
+    specs = specs or _ALL
+    for m, w in motion_weights.items():
+        if m not in MOTIONS:
+            raise ValueError(f"unknown motion {m!r}; motions: {', '.join(MOTIONS)}")
+        if not (math.isfinite(w) and w > 0):
+            raise ValueError(f"motion weight for {m!r} must be finite and > 0, got {w}")
+    w = np.array([float(motion_weights.get(s.motion, 1.0)) for s in specs])
+    return w / w.sum()
+
+
+def motion_shares(p: np.ndarray, specs: list[ClipSpec] | None = None) -> dict[str, float]:
+    """Share of draws per motion under probabilities ``p`` over ``specs``."""
+    specs = specs or _ALL
+    out = dict.fromkeys(MOTIONS, 0.0)
+    for s, q in zip(specs, p):
+        out[s.motion] += float(q)
+    return out
 
 
 _ALL = all_specs()

@@ -45,11 +45,14 @@ def test_tiny_training_lowers_the_loss_and_resumes(tmp_path):
     state = json.loads((out / "train_state" / "state.json").read_text())
     assert (state["stage"], state["step"]) == ("video", 60)
     assert "image_unet" in {p.name for p in out.iterdir()}
-    # resume to a later step count
-    main(args[:6] + ["--video-steps", "70"] + args[8:] + ["--resume"])
+    # resume to a later step count, with bouncing clips drawn twice as often
+    main(args[:6] + ["--video-steps", "70"] + args[8:] + ["--resume", "--motion-weights", "bouncing=2"])
     log = [json.loads(l) for l in (out / "train.log").read_text().splitlines()]
     starts = [r for r in log if r.get("event") == "start"]
     assert starts[-1]["stage"] == "video" and starts[-1]["step"] == 60
+    weighted = [r for r in log if r.get("event") == "motion_weights"]
+    assert len(weighted) == 1 and weighted[0]["weights"] == {"bouncing": 2.0}
+    assert weighted[0]["shares"]["bouncing"] == pytest.approx(144 / 720, abs=1e-4)   # 72 kinds x 2 of 720
     assert log[-1]["event"] == "done" and log[-1]["step"] == 70
 
 
@@ -61,6 +64,43 @@ def test_high_noise_options_are_checked(capsys):
         with pytest.raises(SystemExit):
             parse_args(bad)
         assert "--high-noise" in capsys.readouterr().err
+
+
+def test_motion_weights_option_is_checked(capsys):
+    from stunet.train import parse_args
+    assert parse_args([]).motion_weights == {}
+    assert parse_args(["--motion-weights", "bouncing=2, standing still=0.5"]).motion_weights == \
+        {"bouncing": 2.0, "standing still": 0.5}
+    for bad, words in (("bounce=2", "unknown motion 'bounce'"), ("bouncing=0", "finite and > 0"),
+                       ("bouncing=-1", "finite and > 0"), ("bouncing=inf", "finite and > 0"),
+                       ("bouncing", "MOTION=WEIGHT"), ("bouncing=two", "MOTION=WEIGHT")):
+        with pytest.raises(SystemExit) as e:
+            parse_args(["--motion-weights", bad])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "--motion-weights" in err and words in err, err
+
+
+def test_motion_weights_change_what_the_video_batches_draw():
+    from stunet import world
+    cfg = preset("tiny")
+    tok = tokenizer_for(cfg)
+    # default: clip kinds uniform, and the draw is the one it always was (same rng use as before weights existed)
+    assert world.random_spec(np.random.default_rng(0)).caption == world._ALL[int(
+        np.random.default_rng(0).integers(len(world._ALL)))].caption
+    p = world.spec_probs({"bouncing": 20.0})
+    assert p.sum() == pytest.approx(1.0)
+    assert world.motion_shares(p)["bouncing"] == pytest.approx(20 * 72 / (648 - 72 + 20 * 72))
+    assert world.motion_shares(world.spec_probs({}))["bouncing"] == pytest.approx(72 / 648)
+
+    def bouncing_share(spec_p, n=30):
+        rng = np.random.default_rng(1)
+        caps = [c for _ in range(n) for c in video_batch(rng, tok, cfg, 8, spec_p).captions if c]
+        return np.mean(["bouncing" in c for c in caps])
+    assert bouncing_share(p) > 0.6          # expected 0.71
+    assert bouncing_share(None) < 0.2       # expected 0.11
+    with pytest.raises(ValueError, match="unknown motion"):
+        world.spec_probs({"jumping": 2.0})
 
 
 def test_condition_tasks_mask_the_right_pixels():
