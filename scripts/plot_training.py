@@ -21,7 +21,7 @@ def main(log_path: str, out_path: str, curve_path: str | None = None) -> None:
     curve = [json.loads(line) for line in open(curve_file) if line.strip()] if curve_file.is_file() else []
     fig, axes = plt.subplots(1, 3 if curve else 2, figsize=(13.5 if curve else 9, 3.2))
     summary = {}
-    events = [r for r in rows if r.get("event") in ("noise_shift", "frame_embedding")]
+    events = [r for r in rows if r.get("event") in ("noise_shift", "frame_embedding", "motion_weights")]
     starts = [r for r in rows if r.get("event") == "start"]
     for prev, cur in zip(starts, starts[1:]):      # recipe switched on at a resume
         if cur["args"].get("high_noise_frac") and not prev["args"].get("high_noise_frac"):
