@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import json
 import math
 import os
@@ -230,7 +231,7 @@ def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_
     rng = np.random.default_rng([args.seed, rank, start_step, 1 if stage == "video" else 0])
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     spec_p = world.spec_probs(args.motion_weights) if stage == "video" and args.motion_weights else None
-    batch_fn = (lambda r, t, c, n: video_batch(r, t, c, n, spec_p)) if stage == "video" else image_batch
+    batch_fn = functools.partial(video_batch, spec_p=spec_p) if stage == "video" else image_batch
     bs = args.batch if stage == "video" else args.image_batch
     task_probs = TASK_PROBS if stage == "video" else (0.8, 0.0, 0.2, 0.0)
     high_noise = (args.high_noise_frac, args.high_noise_from) if stage == "video" else (0.0, 1.0)
