@@ -99,6 +99,48 @@ def video_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, bat
     return Batch(to_tensor(np.stack([c.video for c in clips])), ids, torch.full((batch,), stride), captions)
 
 
+class _BatchStream(torch.utils.data.IterableDataset):
+    """Endless batches of ``batch_fn`` for DataLoader workers, worker ``i`` seeded ``[*seed, i]``.
+
+    A batch leaves the worker as numpy arrays (pickled through a pipe, not shared memory, which
+    containers often keep small) and becomes tensors again in the training process.
+    """
+
+    def __init__(self, batch_fn, seed: list[int], tok: Tokenizer, cfg: STUNetConfig, batch: int):
+        super().__init__()
+        self.batch_fn, self.seed, self.tok, self.cfg, self.batch = batch_fn, seed, tok, cfg, batch
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([*self.seed, info.id if info else 0])
+        while True:
+            b = self.batch_fn(rng, self.tok, self.cfg, self.batch)
+            yield b.x0.numpy(), b.ids.numpy(), b.stride.numpy(), b.captions
+
+
+def _one_thread(_worker_id: int):
+    torch.set_num_threads(1)
+
+
+def batches(batch_fn, rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, batch: int,
+            workers: int = 0):
+    """Endless iterator of training batches.
+
+    ``workers == 0``: drawn here from ``rng``, in turn with the loss's own draws (the reproducible
+    default). ``workers > 0``: drawn by that many DataLoader processes, each seeded from ``rng``
+    once, so the CPU can keep a GPU fed; the batch order is still fixed by the seed (the
+    DataLoader takes workers in turn).
+    """
+    if workers <= 0:
+        while True:
+            yield batch_fn(rng, tok, cfg, batch)
+    seed = [int(x) for x in rng.integers(2**62, size=2)]
+    loader = torch.utils.data.DataLoader(_BatchStream(batch_fn, seed, tok, cfg, batch), batch_size=None,
+                                         num_workers=workers, worker_init_fn=_one_thread, prefetch_factor=4)
+    for x0, ids, stride, captions in loader:
+        yield Batch(torch.as_tensor(x0), torch.as_tensor(ids), torch.as_tensor(stride), captions)
+
+
 def image_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, batch: int) -> Batch:
     clips = [world.make_clip(world.random_spec(rng), cfg.frames, cfg.height, 1, int(rng.integers(2**62)))
              for _ in range(batch)]
@@ -240,12 +282,13 @@ def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_
                dynamic_ncols=True, mininterval=5.0)
     t0, smooth = time.time(), None
     step = start_step
+    stream = batches(batch_fn, rng, tok, cfg, bs, args.workers)
     while step < total and time.time() < deadline:
         warm = min(1.0, (step + 1) / args.warmup)
         decay = 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(total, 1))))
         for g in opt.param_groups:
             g["lr"] = lr * warm * (0.1 + 0.9 * decay)
-        b = batch_fn(rng, tok, cfg, bs)
+        b = next(stream)
         with autocast:
             loss = loss_fn(net, cfg, ac, b, rng, gen, task_probs, high_noise)
         opt.zero_grad(set_to_none=True)
@@ -266,6 +309,7 @@ def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_
         if rank == 0 and (step % args.ckpt_every == 0):
             checkpoint(stage, step, model, ema, opt, tok, out, args)
     bar.close()
+    stream.close()                  # ends the DataLoader workers, if any
     if rank == 0:
         checkpoint(stage, step, model, ema, opt, tok, out, args)
     if ddp:
@@ -320,6 +364,9 @@ def parse_args(argv=None):
     p.add_argument("--no-bf16", dest="bf16", action="store_false")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: cores / processes)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="DataLoader processes that draw the world's clips (per training process); 0: drawn "
+                        "in the training process, in turn with the loss's random draws (reproducible)")
     p.add_argument("--noise-shift", type=float, default=None,
                    help="shift of the noise schedule (config.noise_shift); default: the preset's, or the "
                         "resumed run's. Changing it on --resume fine-tunes the model to the new schedule")
@@ -337,6 +384,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if not 0.0 <= args.high_noise_frac <= 1.0:
         p.error(f"--high-noise-frac must be in [0, 1], got {args.high_noise_frac}")
+    if args.workers < 0:
+        p.error(f"--workers must be >= 0, got {args.workers}")
     if not 0.0 <= args.high_noise_from < 1.0:
         p.error(f"--high-noise-from must be in [0, 1), got {args.high_noise_from}")
     return args
@@ -354,6 +403,7 @@ def main(argv=None):
     if world_size > 1:
         dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world_size))
+    torch.backends.cudnn.benchmark = args.device.startswith("cuda")   # fixed shapes per stride: pick fast kernels once
     out = Path(args.out)
     deadline = time.time() + args.minutes * 60
     cfg = preset(args.preset)

@@ -12,7 +12,7 @@ from stunet.checkpoint import load_pretrained
 from stunet.config import preset
 from stunet.diffusion import alphas_cumprod
 from stunet.model import STUNet
-from stunet.train import TASKS, loss_fn, main, make_condition, tokenizer_for, video_batch
+from stunet.train import TASKS, batches, loss_fn, main, make_condition, tokenizer_for, video_batch
 
 
 def _fixed_loss(model, seed=0, n=4):
@@ -46,7 +46,8 @@ def test_tiny_training_lowers_the_loss_and_resumes(tmp_path):
     assert (state["stage"], state["step"]) == ("video", 60)
     assert "image_unet" in {p.name for p in out.iterdir()}
     # resume to a later step count, with bouncing clips drawn twice as often
-    main(args[:6] + ["--video-steps", "70"] + args[8:] + ["--resume", "--motion-weights", "bouncing=2"])
+    main(args[:6] + ["--video-steps", "70"] + args[8:] + ["--resume", "--motion-weights", "bouncing=2",
+                                                            "--workers", "2"])
     log = [json.loads(l) for l in (out / "train.log").read_text().splitlines()]
     starts = [r for r in log if r.get("event") == "start"]
     assert starts[-1]["stage"] == "video" and starts[-1]["step"] == 60
@@ -64,6 +65,9 @@ def test_high_noise_options_are_checked(capsys):
         with pytest.raises(SystemExit):
             parse_args(bad)
         assert "--high-noise" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--workers", "-1"])
+    assert "--workers must be >= 0" in capsys.readouterr().err
 
 
 def test_motion_weights_option_is_checked(capsys):
@@ -103,6 +107,31 @@ def test_motion_weights_change_what_the_video_batches_draw():
         world.spec_probs({"jumping": 2.0})
 
 
+def test_worker_batches_are_seeded_and_well_formed():
+    """``--workers``: DataLoader processes draw the clips; same seed, same batches, in order."""
+    cfg = preset("tiny")
+    tok = tokenizer_for(cfg)
+
+    def first(seed, workers, n=4):
+        stream = batches(video_batch, np.random.default_rng(seed), tok, cfg, 3, workers)
+        out = [next(stream) for _ in range(n)]
+        stream.close()
+        return out
+    a, b, c = first(0, 2), first(0, 2), first(1, 2)
+    for x, y in zip(a, b):
+        assert torch.equal(x.x0, y.x0) and torch.equal(x.ids, y.ids) and x.captions == y.captions
+    assert not torch.equal(a[0].x0, c[0].x0)
+    assert not torch.equal(a[0].x0, a[1].x0)        # the two workers draw different clips
+    inline = first(0, 0, n=1)[0]
+    for x in (a[0], inline):
+        assert x.x0.shape == (3, 3, cfg.frames // int(x.stride[0]), cfg.height, cfg.width)
+        assert x.x0.dtype == torch.float32 and -1.0 <= x.x0.min() and x.x0.max() <= 1.0
+        assert x.ids.shape[0] == 3 and x.stride.shape == (3,) and len(x.captions) == 3
+    # inline (the default) keeps drawing from the rng it was given, as before workers existed
+    rng = np.random.default_rng(0)
+    assert torch.equal(inline.x0, video_batch(rng, tok, cfg, 3).x0)
+
+
 def test_condition_tasks_mask_the_right_pixels():
     x0 = torch.randn(64, 3, 8, 16, 16)
     cond, mask, tasks = make_condition(x0, np.random.default_rng(0))
@@ -130,3 +159,39 @@ def test_ddp_two_processes(tmp_path):
     assert log[0]["world_size"] == 2
     assert log[-1]["event"] == "done"
     load_pretrained(out)
+
+
+def _train_for():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_for.py"
+    spec = importlib.util.spec_from_file_location("stunet_script_train_for", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_train_for_times_a_probe_and_ends_the_cosine_at_the_budget(tmp_path, capsys):
+    """scripts/train_for.py: a step rate from the last segment, then a resumed run sized to the budget."""
+    tf = _train_for()
+    recs = [{"event": "start"}, {"step": 25, "loss": 1, "seconds": 9.0},
+            {"event": "start"}, {"step": 125, "loss": 1, "seconds": 7.0}, {"step": 150, "loss": 1, "seconds": 12.0},
+            {"step": 175, "loss": 1, "seconds": 17.0}]
+    assert tf.steps_per_second(recs) == pytest.approx(5.0)
+    with pytest.raises(RuntimeError, match="probe too short"):
+        tf.steps_per_second(recs[:4])
+    image_run = tmp_path / "image-run" / "train_state"
+    image_run.mkdir(parents=True)
+    (image_run / "state.json").write_text(json.dumps({"stage": "image", "step": 5}))
+    with pytest.raises(SystemExit):
+        tf.main([str(image_run.parent), "--minutes", "1"])
+    assert "image stage" in capsys.readouterr().err
+    out = tmp_path / "run"
+    common = ["--preset", "tiny", "--image-steps", "10", "--batch", "2", "--image-batch", "8", "--quiet"]
+    main(common + ["--out", str(out), "--video-steps", "20"])
+    tf.main([str(out), "--minutes", "0.4", "--probe-steps", "20", "--reserve", "0.02", "--", *common])
+    plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    assert plan["from_step"] == 20 and plan["video_steps"] > 40           # the probe ran on a copy
+    assert log[-1]["event"] in ("done", "stopped") and 20 < log[-1]["step"] <= plan["video_steps"]
+    assert log[-2]["lr"] < 0.5 * 5e-4 or log[-1]["event"] == "stopped"   # near the cosine's floor at the end
