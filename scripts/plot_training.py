@@ -15,17 +15,29 @@ import matplotlib.pyplot as plt  # noqa: E402
 METRICS = (("color", "colour"), ("shape", "shape"), ("motion", "motion"), ("coherence", "coherence"))
 
 
+def _device(args: dict) -> str:
+    return "GPU" if str(args.get("device", "cpu")).startswith("cuda") else "CPU"
+
+
 def main(log_path: str, out_path: str, curve_path: str | None = None) -> None:
     rows = [json.loads(line) for line in open(log_path) if line.strip()]
     curve_file = Path(curve_path) if curve_path else Path(log_path).with_name("eval_curve.jsonl")
     curve = [json.loads(line) for line in open(curve_file) if line.strip()] if curve_file.is_file() else []
     fig, axes = plt.subplots(1, 3 if curve else 2, figsize=(13.5 if curve else 9, 3.2))
     summary = {}
-    events = [r for r in rows if r.get("event") in ("noise_shift", "frame_embedding", "motion_weights")]
+    events = [r for r in rows if r.get("event") in ("noise_shift", "frame_embedding")]
     starts = [r for r in rows if r.get("event") == "start"]
-    for prev, cur in zip(starts, starts[1:]):      # recipe switched on at a resume
-        if cur["args"].get("high_noise_frac") and not prev["args"].get("high_noise_frac"):
-            events.append({**cur, "event": "high-noise steps"})
+    for prev, cur in zip(starts, starts[1:]):      # recipe switched at a resume
+        a, b = prev["args"], cur["args"]
+        changes = []
+        if b.get("high_noise_frac") and not a.get("high_noise_frac"):
+            changes.append("high-noise steps")
+        if b.get("motion_weights") and b.get("motion_weights") != a.get("motion_weights"):
+            changes.append("motion weights " + ",".join(f"{k[:5]}={v:g}" for k, v in b["motion_weights"].items()))
+        if (b.get("batch"), _device(b)) != (a.get("batch"), _device(a)):
+            changes.append(f"batch {b.get('batch')} on {_device(b)}")
+        if changes:
+            events.append({**cur, "event": "; ".join(changes)})
     for ax, stage in zip(axes, ("image", "video")):
         pts = {}
         for r in rows:
