@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,3 +64,12 @@ def slow_model(model, delay: float):
         yield calls
     finally:
         h.remove()
+
+
+def load_script(name: str):
+    """scripts/NAME.py imported as a module (the scripts are not a package)."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"stunet_script_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

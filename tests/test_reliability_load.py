@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import slow_model
+from conftest import load_script, slow_model
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "a red circle moving right"
@@ -25,14 +24,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"stunet_script_{name}", ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-load_test = _script("load_test")
+load_test = load_script("load_test")
 
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import load_script
 from stunet.checkpoint import load_pretrained
 from stunet.config import preset
 from stunet.diffusion import alphas_cumprod
@@ -161,19 +162,9 @@ def test_ddp_two_processes(tmp_path):
     load_pretrained(out)
 
 
-def _train_for():
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_for.py"
-    spec = importlib.util.spec_from_file_location("stunet_script_train_for", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_train_for_times_a_probe_and_ends_the_cosine_at_the_budget(tmp_path, capsys):
     """scripts/train_for.py: a step rate from the last segment, then a resumed run sized to the budget."""
-    tf = _train_for()
+    tf = load_script("train_for")
     recs = [{"event": "start"}, {"step": 25, "loss": 1, "seconds": 9.0},
             {"event": "start"}, {"step": 125, "loss": 1, "seconds": 7.0}, {"step": 150, "loss": 1, "seconds": 12.0},
             {"step": 175, "loss": 1, "seconds": 17.0}]
