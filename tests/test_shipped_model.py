@@ -1,6 +1,6 @@
 """The shipped checkpoint (assets/stunet-shapes): loads strictly, generates, gets the colour right.
 
-A smoke test, kept short. The model does not yet reach the shape / motion / coherence targets
+A smoke test, kept short. The model does not yet reach the motion / coherence targets
 (see assets/stunet-shapes/README.md: colour 100 %, shape 100 %, motion 92 %, coherence 90 %);
 what it does reliably is checked here.
 """
