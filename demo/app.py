@@ -89,9 +89,8 @@ def shared_pipeline():
 def _warm_imports():
     """Import the scheduler code in the background so the first Generate does not pay for it."""
     try:
-        from stunet.diffusion import make_scheduler  # noqa: F401
-        import diffusers  # noqa: F401
-        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler  # noqa: F401
+        from stunet.diffusion import schedulers
+        schedulers()   # under stunet's import lock: diffusers' lazy names are not thread-safe
         import numpy as np
         # plotly imports its trace types lazily: pay for that now, not on the first Inspect
         views.temporal_matrix_figure(np.eye(2), 2, "")

@@ -7,12 +7,26 @@ at high noise, where global motion is decided.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 
 from .config import STUNetConfig
 
 SAMPLERS = ("ddim", "dpm++")
+
+# diffusers resolves its top-level names lazily, and that first resolution is not thread-safe: the
+# studio's background warm-up and a Generate request importing at once gave "cannot import name
+# 'DDIMScheduler' from 'diffusers'". Every import of diffusers' schedulers goes through this lock.
+_IMPORT_LOCK = threading.Lock()
+
+
+def schedulers():
+    """diffusers' (DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler), imported once, thread-safely."""
+    with _IMPORT_LOCK:
+        from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler  # heavy, deferred
+    return DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler
 
 
 def shifted_betas(config: STUNetConfig) -> np.ndarray:
@@ -21,7 +35,7 @@ def shifted_betas(config: STUNetConfig) -> np.ndarray:
     alpha_bar' = sigmoid(logit(alpha_bar) - 2 log s) (Hoogeboom et al. 2023, eq. 5), turned back
     into betas so that diffusers' schedulers run it unchanged (``trained_betas``).
     """
-    from diffusers import DDPMScheduler
+    DDPMScheduler, _, _ = schedulers()
     ac = DDPMScheduler(num_train_timesteps=config.train_timesteps,
                        beta_schedule=config.beta_schedule).alphas_cumprod.double().numpy()
     logit = np.log(ac) - np.log1p(-ac) - 2.0 * np.log(config.noise_shift)
@@ -32,7 +46,7 @@ def shifted_betas(config: STUNetConfig) -> np.ndarray:
 
 def make_scheduler(config: STUNetConfig, sampler: str = "dpm++"):
     """A fresh diffusers scheduler (they are stateful: one per sampling call)."""
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler  # heavy import, deferred
+    _, DDIMScheduler, DPMSolverMultistepScheduler = schedulers()
     common = dict(num_train_timesteps=config.train_timesteps, beta_schedule=config.beta_schedule,
                   prediction_type=config.prediction_type, timestep_spacing="trailing")
     if config.noise_shift != 1.0:

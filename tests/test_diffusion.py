@@ -72,3 +72,31 @@ def test_high_noise_timestep_sampling():
     assert int(mixed.min()) < 100 and int(mixed.max()) == 999
     a = sample_timesteps(cfg, 64, torch.Generator().manual_seed(3), (0.25, 0.94))
     assert torch.equal(a, sample_timesteps(cfg, 64, torch.Generator().manual_seed(3), (0.25, 0.94)))
+
+
+def test_schedulers_can_be_made_from_many_threads_at_once_in_a_fresh_process():
+    """diffusers' lazy top-level names broke when two threads resolved them at once (the studio's
+    warm-up thread and a Generate request: "cannot import name 'DDIMScheduler'"); a fresh
+    interpreter, where diffusers is not imported yet, is the only place this can show."""
+    import subprocess
+    import sys
+    code = """
+import threading
+from stunet.config import preset
+from stunet.diffusion import make_scheduler
+cfg = preset("tiny")
+gate, errors = threading.Barrier(8), []
+def go(i):
+    gate.wait()
+    try:
+        make_scheduler(cfg, ("ddim", "dpm++")[i % 2])
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=go, args=(i,)) for i in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+assert not errors, errors
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
