@@ -107,3 +107,46 @@ def load_pretrained(directory: str | Path | None = None) -> tuple[STUNet, Tokeni
     model.load_state_dict(sd, strict=True)
     model.eval().requires_grad_(False)
     return model, tokenizer
+
+
+def average_checkpoints(directories, weights=None) -> tuple[STUNet, Tokenizer, dict[str, str]]:
+    """Weight-space average of checkpoints of one model: ``sum_i w_i theta_i / sum_i w_i``.
+
+    Checkpoint averaging along one training run (stochastic weight averaging, Izmailov et al.
+    2018; the post-hoc EMA of Karras et al. 2024, EDM2, sec. 3) smooths out the last steps'
+    gradient noise that a single EMA snapshot still carries. Every checkpoint must have the
+    same config and vocabulary (one architecture, one run); each is loaded strictly. Returns
+    (model, tokenizer, metadata for ``save_pretrained(extra=...)``: the sources, their steps
+    and the weights).
+    """
+    dirs = [Path(d) for d in directories]
+    if not dirs:
+        raise CheckpointError("nothing to average: give at least one checkpoint directory")
+    w = [1.0] * len(dirs) if weights is None else [float(x) for x in weights]
+    if len(w) != len(dirs):
+        raise CheckpointError(f"{len(w)} weights for {len(dirs)} checkpoints")
+    if any(not (x >= 0.0) or x == float("inf") for x in w) or sum(w) <= 0.0:
+        raise CheckpointError(f"weights must be finite, non-negative and not all zero: {w}")
+    total, acc, steps = sum(w), None, []
+    first_model = first_tok = None
+    for d, x in zip(dirs, w):
+        model, tok = load_pretrained(d)
+        if first_model is None:
+            first_model, first_tok = model, tok
+        elif model.config != first_model.config:
+            raise CheckpointError(f"{d}: config differs from {dirs[0]}; only checkpoints of one model average")
+        elif tok.words != first_tok.words:
+            raise CheckpointError(f"{d}: vocabulary differs from {dirs[0]}")
+        with safe_open(str(d / WEIGHTS_NAME), framework="pt") as f:
+            steps.append((f.metadata() or {}).get("step", "?"))
+        sd = model.state_dict()
+        if acc is None:
+            acc = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in sd.items() if v.is_floating_point()}
+        for k in acc:
+            acc[k].add_(sd[k].double(), alpha=x / total)
+    avg = {k: (acc[k].float() if k in acc else v) for k, v in first_model.state_dict().items()}
+    first_model.load_state_dict(avg, strict=True)
+    meta = {"averaged_from": json.dumps([{"checkpoint": d.name, "step": s, "weight": x}
+                                         for d, s, x in zip(dirs, steps, w)]),
+            "step": max((s for s in steps if s.isdigit()), key=int, default="?")}
+    return first_model, first_tok, meta

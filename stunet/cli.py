@@ -6,6 +6,7 @@
     stunet generate --prompts prompts.txt --out-dir clips/ --format gif
     stunet train --preset shapes --out runs/shapes      (see stunet.train)
     stunet eval [--model DIR]                           (see stunet.evaluate)
+    stunet average RUN_A RUN_B --out DIR [--weights 1,1]   checkpoint averaging
     stunet bench                                        (see stunet.bench)
 """
 from __future__ import annotations
@@ -97,6 +98,28 @@ def cmd_generate(args) -> int:
     return status
 
 
+def cmd_average(args) -> int:
+    from .checkpoint import WEIGHTS_NAME, average_checkpoints, save_pretrained
+    out = Path(args.out)
+    if any(out.resolve() == Path(d).resolve() for d in args.checkpoints):
+        print("error: --out must be a new directory, not one of the checkpoints averaged", file=sys.stderr)
+        return 2
+    if (out / WEIGHTS_NAME).exists() and not args.overwrite:
+        print(f"error: {out / WEIGHTS_NAME} exists; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    weights = None
+    if args.weights:
+        try:
+            weights = [float(x) for x in args.weights.split(",")]
+        except ValueError:
+            print(f"error: --weights must be numbers separated by commas, got {args.weights!r}", file=sys.stderr)
+            return 2
+    model, tok, meta = average_checkpoints(args.checkpoints, weights)
+    save_pretrained(model, tok, out, extra=meta)
+    print(out)
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
@@ -135,9 +158,14 @@ def main(argv=None) -> int:
     g.add_argument("--image", help="first frame (PNG/JPEG): image-to-video")
     g.add_argument("--model", help="checkpoint directory (default: the shipped model)")
     g.add_argument("--scale", type=int, default=8, help="nearest-neighbour upscaling of mp4/gif")
+    a = sub.add_parser("average", help="average the weights of checkpoints of one run (checkpoint averaging)")
+    a.add_argument("checkpoints", nargs="+", help="checkpoint directories (same config and vocabulary)")
+    a.add_argument("--out", required=True, help="new checkpoint directory")
+    a.add_argument("--weights", help="one weight per checkpoint, comma-separated (default: equal)")
+    a.add_argument("--overwrite", action="store_true", help="replace the weights already in --out")
     args = p.parse_args(argv)
     try:
-        return {"info": cmd_info, "generate": cmd_generate}[args.cmd](args)
+        return {"info": cmd_info, "generate": cmd_generate, "average": cmd_average}[args.cmd](args)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

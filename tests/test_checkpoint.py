@@ -88,3 +88,77 @@ def test_not_json_and_missing_files(tiny_checkpoint, tmp_path):
 def test_save_writes_only_safe_formats(tiny_checkpoint):
     names = sorted(p.name for p in tiny_checkpoint.iterdir())
     assert names == ["config.json", "model.safetensors", "vocab.json"]
+
+
+# ---------------------------------------------------------------- checkpoint averaging
+def _second_checkpoint(tmp_path, tiny_tokenizer, name="b", **overrides):
+    from conftest import make_tiny
+    from stunet.checkpoint import save_pretrained
+    return save_pretrained(make_tiny(seed=7, **overrides), tiny_tokenizer, tmp_path / name, extra={"step": 200})
+
+
+def test_average_is_the_weighted_mean_and_loads_strictly(tiny_checkpoint, tiny_tokenizer, tmp_path):
+    from stunet.checkpoint import average_checkpoints, save_pretrained
+    b = _second_checkpoint(tmp_path, tiny_tokenizer)
+    sa, sb = load_file(str(tiny_checkpoint / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    model, tok, meta = average_checkpoints([tiny_checkpoint, b], [1, 3])
+    avg = model.state_dict()
+    differ = 0
+    for k, v in avg.items():
+        torch.testing.assert_close(v, 0.25 * sa[k] + 0.75 * sb[k], rtol=1e-6, atol=1e-7)
+        differ += not torch.equal(sa[k], sb[k])
+    assert differ > 10                      # the two sources really differ
+    sources = json.loads(meta["averaged_from"])
+    assert [s["weight"] for s in sources] == [1.0, 3.0] and sources[1]["step"] == "200"
+    assert meta["step"] == "200"
+    out = save_pretrained(model, tok, tmp_path / "avg", extra=meta)
+    reloaded, _ = load_pretrained(out)
+    for k, v in reloaded.state_dict().items():
+        assert torch.equal(v, avg[k])
+
+
+def test_average_of_one_checkpoint_with_itself_is_that_checkpoint(tiny_checkpoint):
+    from stunet.checkpoint import average_checkpoints
+    model, _, _ = average_checkpoints([tiny_checkpoint, tiny_checkpoint], [0.3, 0.7])
+    src = load_file(str(tiny_checkpoint / "model.safetensors"))
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, src[k], rtol=1e-6, atol=1e-7)
+
+
+def test_average_refuses_other_models_and_bad_weights(tiny_checkpoint, tiny_tokenizer, tmp_path):
+    from stunet.checkpoint import average_checkpoints
+    other = _second_checkpoint(tmp_path, tiny_tokenizer, name="other", text_dim=48)
+    with pytest.raises(CheckpointError, match="config differs"):
+        average_checkpoints([tiny_checkpoint, other])
+    for w, msg in (([1.0], "1 weights for 2"), ([1.0, -1.0], "non-negative"), ([0.0, 0.0], "not all zero"),
+                   ([float("nan"), 1.0], "finite")):
+        with pytest.raises(CheckpointError, match=msg):
+            average_checkpoints([tiny_checkpoint, tiny_checkpoint], w)
+    with pytest.raises(CheckpointError, match="at least one"):
+        average_checkpoints([])
+
+
+def test_average_cli_writes_a_new_checkpoint_and_never_overwrites_by_accident(tiny_checkpoint, tiny_tokenizer,
+                                                                            tmp_path, capsys):
+    from stunet.cli import main
+    b = _second_checkpoint(tmp_path, tiny_tokenizer)
+    out = tmp_path / "avg"
+    assert main(["average", str(tiny_checkpoint), str(b), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    first = (out / "model.safetensors").read_bytes()
+    load_pretrained(out)
+    # an existing checkpoint, or one of the sources, is never replaced without --overwrite
+    before = (b / "model.safetensors").read_bytes()
+    assert main(["average", str(tiny_checkpoint), str(b), "--out", str(b), "--overwrite"]) == 2
+    assert "new directory" in capsys.readouterr().err
+    assert (b / "model.safetensors").read_bytes() == before
+    assert main(["average", str(tiny_checkpoint), str(b), "--out", str(out), "--weights", "1,0"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "model.safetensors").read_bytes() == first
+    assert main(["average", str(tiny_checkpoint), str(b), "--out", str(out), "--weights", "1,x"]) == 2
+    assert main(["average", str(tiny_checkpoint), str(b), "--out", str(out), "--weights", "1", "--overwrite"]) == 1
+    assert "1 weights for 2" in capsys.readouterr().err
+    assert main(["average", str(tiny_checkpoint), str(b), "--out", str(out), "--weights", "1,0", "--overwrite"]) == 0
+    src = load_file(str(tiny_checkpoint / "model.safetensors"))
+    for k, v in load_file(str(out / "model.safetensors")).items():
+        torch.testing.assert_close(v, src[k], rtol=1e-6, atol=1e-7)
