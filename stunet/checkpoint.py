@@ -113,8 +113,8 @@ def average_checkpoints(directories, weights=None) -> tuple[STUNet, Tokenizer, d
     """Weight-space average of checkpoints of one model: ``sum_i w_i theta_i / sum_i w_i``.
 
     Checkpoint averaging along one training run (stochastic weight averaging, Izmailov et al.
-    2018; the post-hoc EMA of Karras et al. 2024, EDM2, sec. 3) smooths out the last steps'
-    gradient noise that a single EMA snapshot still carries. Every checkpoint must have the
+    2018; a coarse form of the post-hoc EMA of Karras et al. 2024, EDM2, sec. 3) trades the
+    gradient noise of one snapshot against the staleness of older ones. Every checkpoint must have the
     same config and vocabulary (one architecture, one run); each is loaded strictly. Returns
     (model, tokenizer, metadata for ``save_pretrained(extra=...)``: the sources, their steps
     and the weights).
