@@ -7,6 +7,7 @@ that names it.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -114,8 +115,8 @@ def average_checkpoints(directories, weights=None) -> tuple[STUNet, Tokenizer, d
 
     Checkpoint averaging along one training run (stochastic weight averaging, Izmailov et al.
     2018; a coarse form of the post-hoc EMA of Karras et al. 2024, EDM2, sec. 3) trades the
-    gradient noise of one snapshot against the staleness of older ones. Every checkpoint must have the
-    same config and vocabulary (one architecture, one run); each is loaded strictly. Returns
+    gradient noise of one snapshot against the staleness of older ones. Every checkpoint must
+    have the same config and vocabulary (one architecture, one run); each is loaded strictly. Returns
     (model, tokenizer, metadata for ``save_pretrained(extra=...)``: the sources, their steps
     and the weights).
     """
@@ -125,7 +126,7 @@ def average_checkpoints(directories, weights=None) -> tuple[STUNet, Tokenizer, d
     w = [1.0] * len(dirs) if weights is None else [float(x) for x in weights]
     if len(w) != len(dirs):
         raise CheckpointError(f"{len(w)} weights for {len(dirs)} checkpoints")
-    if any(not (x >= 0.0) or x == float("inf") for x in w) or sum(w) <= 0.0:
+    if not all(math.isfinite(x) and x >= 0.0 for x in w) or sum(w) <= 0.0:
         raise CheckpointError(f"weights must be finite, non-negative and not all zero: {w}")
     total, acc, steps = sum(w), None, []
     first_model = first_tok = None
