@@ -22,7 +22,7 @@ from safetensors import safe_open
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without `pip install -e .`
 
 from stunet.checkpoint import CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME, load_pretrained
-from stunet.config import DEFAULT_GUIDANCE
+from stunet.defaults import GUIDANCE as DEFAULT_GUIDANCE
 from stunet.evaluate import evaluate_model
 
 

@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_GUIDANCE
+from .defaults import GUIDANCE, PRECISIONS, SAMPLER, SAMPLERS, STEPS
 
 
 def _pyramid_dict(cfg, frames=None) -> dict:
@@ -68,7 +68,8 @@ def cmd_generate(args) -> int:
             return 2
     else:
         prompts = [args.prompt]
-    pipe = Pipeline.from_pretrained(args.model)
+    pipe = Pipeline.from_pretrained(args.model, precision=args.precision)
+    print(f"precision: {pipe.precision.name} ({pipe.precision.reason})", file=sys.stderr)
     vocab = ", ".join(pipe.tokenizer.words)
     first = read_image(args.image, (pipe.config.height, pipe.config.width)) if args.image else None
     status = 0
@@ -150,10 +151,12 @@ def main(argv=None) -> int:
     g.add_argument("--out-dir", help="output folder with --prompts")
     g.add_argument("--format", choices=("mp4", "gif", "npy"))
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--steps", type=int, default=25)
-    g.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
+    g.add_argument("--steps", type=int, default=STEPS)
+    g.add_argument("--guidance", type=float, default=GUIDANCE)
     g.add_argument("--frames", type=int, help="default: the model's window; longer uses MultiDiffusion")
-    g.add_argument("--sampler", default="dpm++", choices=("dpm++", "ddim"))
+    g.add_argument("--sampler", default=SAMPLER, choices=SAMPLERS)
+    g.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="compute precision (default: $STUNET_PRECISION, else auto: bf16 only where measured faster)")
     g.add_argument("--stride", type=int, default=1, help="frame stride (frame-rate conditioning)")
     g.add_argument("--image", help="first frame (PNG/JPEG): image-to-video")
     g.add_argument("--model", help="checkpoint directory (default: the shipped model)")

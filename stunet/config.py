@@ -202,10 +202,9 @@ def _vdm() -> STUNetConfig:
                              temporal_attention=(1, 1, 2))
 
 
-# Classifier-free guidance scale the studio, the CLI and `stunet eval` use unless told otherwise
-# (sampling.iter_sample, pipeline.Settings, demo.limits). A sampling setting, not part of a model's
-# config; it lives here because this module is the one every layer imports without torch.
-DEFAULT_GUIDANCE = 3.0
+# A sampling setting, not part of a model's config: it lives in ``defaults`` with the others.
+# Kept under this name for code that imported it from here.
+from .defaults import GUIDANCE as DEFAULT_GUIDANCE  # noqa: E402
 
 
 PRESETS = {

@@ -14,7 +14,7 @@ import torch
 
 from .config import STUNetConfig
 
-SAMPLERS = ("ddim", "dpm++")
+from .defaults import SAMPLER, SAMPLERS  # noqa: F401  (SAMPLERS re-exported)
 
 # diffusers resolves its top-level names lazily, and that first resolution is not thread-safe: the
 # studio's background warm-up and a Generate request importing at once gave "cannot import name
@@ -44,7 +44,7 @@ def shifted_betas(config: STUNetConfig) -> np.ndarray:
     return np.clip(1.0 - ac_shifted / prev, 0.0, 0.999)
 
 
-def make_scheduler(config: STUNetConfig, sampler: str = "dpm++"):
+def make_scheduler(config: STUNetConfig, sampler: str = SAMPLER):
     """A fresh diffusers scheduler (they are stateful: one per sampling call)."""
     _, DDIMScheduler, DPMSolverMultistepScheduler = schedulers()
     common = dict(num_train_timesteps=config.train_timesteps, beta_schedule=config.beta_schedule,

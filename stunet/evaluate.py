@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import world
-from .config import DEFAULT_GUIDANCE
+from .defaults import GUIDANCE, PRECISIONS, SAMPLER, SAMPLERS, STEPS
 from .metrics import ClipScore, evaluate_clip
 
 METRICS = ("color", "shape", "motion", "coherence")
@@ -92,36 +92,39 @@ def world_clips(prompts: Sequence[str], seeds, frames: int, size: int, stride: i
     return out
 
 
-def model_clips(model, tokenizer, prompts: Sequence[str], seeds, *, steps: int = 25, guidance: float = DEFAULT_GUIDANCE,
-                sampler: str = "dpm++", frames: int | None = None, stride: int = 1, batch_size: int = 8,
-                progress: Callable[[str], None] | None = None):
-    """Generate one clip per (prompt, seed), ``batch_size`` prompts at a time: [(prompt, seed, video)]."""
+def model_clips(model, tokenizer, prompts: Sequence[str], seeds, *, steps: int = STEPS, guidance: float = GUIDANCE,
+                sampler: str = SAMPLER, frames: int | None = None, stride: int = 1, batch_size: int = 8,
+                precision=None, progress: Callable[[str], None] | None = None):
+    """Generate one clip per (prompt, seed), ``batch_size`` prompts at a time: [(prompt, seed, video)].
+
+    Through ``Pipeline.sample_batch``, the same batched path as everything else; each batch has its
+    own generator seeded from its first clip's seed and position, so results do not depend on
+    what else is evaluated. precision: as ``Pipeline`` (None: $STUNET_PRECISION or auto).
+    """
     import torch
 
-    from .sampling import sample
-    from .video import to_uint8
+    from .pipeline import Pipeline
     frames = frames or model.config.frames
     was_training = model.training
-    model.eval()
+    grads = [p.requires_grad for p in model.parameters()]
+    pipe = Pipeline(model, tokenizer, precision)                        # eval mode, no grads: restored below
     out = []
     jobs = [(p, s) for s in _seed_list(seeds) for p in prompts]
     t0 = time.perf_counter()
     try:
-        with torch.no_grad():
-            for start in range(0, len(jobs), batch_size):
-                chunk = jobs[start:start + batch_size]
-                ids, _ = tokenizer.batch([p for p, _ in chunk])
-                text = model.encode_text(ids)
-                uncond = model.encode_text(tokenizer.batch([""] * len(chunk))[0]) if guidance != 1.0 else None
-                gen = torch.Generator().manual_seed(1_000_003 * chunk[0][1] + start)
-                x = sample(model, text, uncond, generator=gen, steps=steps, guidance=guidance, sampler=sampler,
-                           frames=frames, stride=stride)
-                for (p, s), clip in zip(chunk, x):
-                    out.append((p, s, to_uint8(clip)))
-                if progress:
-                    progress(f"generated {len(out)}/{len(jobs)} clips ({time.perf_counter() - t0:.0f} s)")
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start:start + batch_size]
+            gen = torch.Generator().manual_seed(1_000_003 * chunk[0][1] + start)
+            videos = pipe.sample_batch([p for p, _ in chunk], generator=gen, steps=steps, guidance=guidance,
+                                       sampler=sampler, frames=frames, stride=stride)
+            for (p, s), video in zip(chunk, videos):
+                out.append((p, s, video))
+            if progress:
+                progress(f"generated {len(out)}/{len(jobs)} clips ({time.perf_counter() - t0:.0f} s)")
     finally:
         model.train(was_training)
+        for p, g in zip(model.parameters(), grads):
+            p.requires_grad_(g)
     return out
 
 
@@ -161,9 +164,9 @@ def _verdicts(model: dict | None, ceiling: dict | None) -> dict:
 
 
 def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = None, seeds=DEFAULT_SEEDS,
-                   steps: int = 25, guidance: float = DEFAULT_GUIDANCE, sampler: str = "dpm++", *, frames: int | None = None,
+                   steps: int = STEPS, guidance: float = GUIDANCE, sampler: str = SAMPLER, *, frames: int | None = None,
                    size: int | None = None, stride: int = 1, batch_size: int = 8, ceiling: bool = True,
-                   keep_clips: bool = False, progress: Callable[[str], None] | None = None) -> dict:
+                   keep_clips: bool = False, precision=None, progress: Callable[[str], None] | None = None) -> dict:
     """Evaluate a model (a ``STUNet`` with its tokenizer, or a ``Pipeline``) and/or the world ceiling.
 
     ``model=None`` scores only the world's clips (``frames`` and ``size`` then default to 32).
@@ -172,7 +175,7 @@ def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = N
     and per-clip scores under ``clips``; with ``keep_clips`` also the videos (not JSON-able).
     """
     if model is not None and hasattr(model, "model") and hasattr(model, "tokenizer"):   # a Pipeline
-        model, tokenizer = model.model, tokenizer or model.tokenizer
+        model, tokenizer, precision = model.model, tokenizer or model.tokenizer, precision or model.precision
     if model is not None and tokenizer is None:
         raise ValueError("a model needs its tokenizer")
     prompts = list(prompts) if prompts is not None else default_prompts()
@@ -191,8 +194,11 @@ def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = N
     videos = {}
     if model is not None:
         t0 = time.perf_counter()
+        from .precision import Precision, resolve
+        prec = precision if isinstance(precision, Precision) else resolve(precision)
+        result["settings"].update(prec.to_dict())
         clips = model_clips(model, tokenizer, prompts, seeds, steps=steps, guidance=guidance, sampler=sampler,
-                            frames=frames, stride=stride, batch_size=batch_size, progress=progress)
+                            frames=frames, stride=stride, batch_size=batch_size, precision=prec, progress=progress)
         result["seconds"]["generate"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         scored = score_clips(clips, stride)
@@ -247,7 +253,8 @@ def format_table(result: dict) -> str:
     s = result["settings"]
     lines.append("")
     lines.append(f"{s['prompts']} prompts x {len(s['seeds'])} seeds, {s['frames']} frames of {s['size']}x{s['size']} "
-                 f"at stride {s['stride']}; {s['sampler']}, {s['steps']} steps, guidance {s['guidance']}. "
+                 f"at stride {s['stride']}; {s['sampler']}, {s['steps']} steps, guidance {s['guidance']}"
+                 f"{', ' + s['precision'] if s.get('precision') else ''}. "
                  f"Pass: at least the target and within {MAX_GAP:.0f} points of the ceiling (the world's own "
                  f"clips for the same prompts).")
     if result["passed"] is not None:
@@ -263,9 +270,11 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds per prompt")
     p.add_argument("--first-seed", type=int, default=0,
                    help="seeds are FIRST..FIRST+SEEDS-1 (default 0; use others to tune settings on held-out seeds)")
-    p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
-    p.add_argument("--sampler", default="dpm++", choices=("dpm++", "ddim"))
+    p.add_argument("--steps", type=int, default=STEPS)
+    p.add_argument("--guidance", type=float, default=GUIDANCE)
+    p.add_argument("--sampler", default=SAMPLER, choices=SAMPLERS)
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="compute precision (default: $STUNET_PRECISION, else auto: bf16 only where measured faster)")
     p.add_argument("--prompts", help="file with one caption per line (default: the fixed prompt set)")
     p.add_argument("--limit", type=int, help="only the first N prompts (quick runs)")
     p.add_argument("--batch", type=int, default=8, help="clips per sampling batch")
@@ -309,7 +318,7 @@ def main(argv=None) -> int:
             frames, size = frames or cfg.frames, cfg.height
         result = evaluate_model(model, tokenizer, prompts, seeds, args.steps, args.guidance, args.sampler,
                                 frames=frames, size=size, stride=args.stride, batch_size=args.batch,
-                                progress=log)
+                                precision=args.precision, progress=log)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

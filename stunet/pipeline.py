@@ -1,23 +1,29 @@
-"""Prompt in, clip out: the thin layer the CLI and the studio share.
+"""Prompt in, clip out: the thin layer the CLI, the studio and ``stunet eval`` share.
 
-``Pipeline`` holds a loaded model and tokenizer (load once, share across requests);
-every call takes its own seed -> its own ``torch.Generator`` and, when asked, its own
-``Inspector``, so concurrent requests neither share RNG state nor records.
+``Pipeline`` holds a loaded model, its tokenizer and the compute precision (resolved once:
+"auto" measures, see ``precision``). Load once, share across requests; every call takes its
+own seed -> its own ``torch.Generator`` and, when asked, its own ``Inspector``, so concurrent
+requests neither share RNG state nor records.
+
+* ``pipe(Settings(...))`` / ``pipe.iter(...)``: one clip (b = 1), streamed step by step;
+* ``pipe.sample_batch(prompts, generator=...)``: the batched prompt-to-clip path (eval uses it).
+Same seed + same precision = the same clip.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from .checkpoint import load_pretrained
-from .config import DEFAULT_GUIDANCE
-from .diffusion import SAMPLERS
+from .defaults import GUIDANCE, SAMPLER, SAMPLERS, STEPS
+from .denoiser import model_device
 from .model import STUNet
+from .precision import Precision, resolve
 from .sampling import StepOutput, iter_sample
 from .text import Encoded, Tokenizer
 from .video import from_uint8, to_uint8
@@ -25,13 +31,14 @@ from .video import from_uint8, to_uint8
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything that determines a clip (replaying the same Settings gives the same clip)."""
+    """Everything about a request that determines a clip (with the pipeline's precision: the same
+    Settings replayed in the same precision give the same clip)."""
     prompt: str
     seed: int = 0
-    steps: int = 25
-    guidance: float = DEFAULT_GUIDANCE
+    steps: int = STEPS
+    guidance: float = GUIDANCE
     frames: int = 32
-    sampler: str = "dpm++"
+    sampler: str = SAMPLER
     stride: int = 1
     overlap: int | None = None          # MultiDiffusion overlap (frames) when frames > window
 
@@ -46,17 +53,36 @@ class Generation:
     encoded: Encoded
     seconds: float
     first_frame: np.ndarray | None = field(default=None, repr=False)
+    precision: Precision | None = None
+
+    def record(self) -> dict:
+        """The settings used, with the precision that ran and why (what a clip's settings file holds)."""
+        d = self.settings.to_dict()
+        if self.precision is not None:
+            d.update(self.precision.to_dict())
+        return d
 
 
 class Pipeline:
-    def __init__(self, model: STUNet, tokenizer: Tokenizer):
+    def __init__(self, model: STUNet, tokenizer: Tokenizer, precision: Precision | str | None = None):
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
+        self.device = model_device(model)
+        self.precision = precision if isinstance(precision, Precision) else resolve(precision, self.device)
         self._uncond_ids = tokenizer.batch([""])[0]
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path | None = None) -> "Pipeline":
-        return cls(*load_pretrained(directory))
+    def from_pretrained(cls, directory: str | Path | None = None, precision: Precision | str | None = None,
+                        device: str | torch.device | None = None) -> "Pipeline":
+        """Load a checkpoint directory (default: the shipped model, or $STUNET_MODEL).
+
+        precision: "auto" (measure once per process), "fp32", "bf16"; None reads $STUNET_PRECISION,
+        else auto. device: where the model runs (default CPU).
+        """
+        model, tok = load_pretrained(directory)
+        if device is not None:
+            model = model.to(device)
+        return cls(model, tok, precision)
 
     @property
     def config(self):
@@ -71,16 +97,35 @@ class Pipeline:
         if s.frames < cfg.frames:
             cfg.check_frames(s.frames)
 
+    @torch.no_grad()
+    def iter_batch(self, prompts: Sequence[str], *, generator: torch.Generator, steps: int = STEPS,
+                   guidance: float = GUIDANCE, sampler: str = SAMPLER, frames: int | None = None, stride: int = 1,
+                   overlap: int | None = None, cond: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                   inspector=None, callback: Callable[[StepOutput], None] | None = None) -> Iterator[StepOutput]:
+        """Denoising steps of one clip per prompt (b = len(prompts)); the last StepOutput's sample is the batch."""
+        ids, _ = self.tokenizer.batch(list(prompts))
+        text = self.model.encode_text(ids.to(self.device))
+        uncond = None
+        if guidance != 1.0:
+            uncond = self.model.encode_text(self._uncond_ids.to(self.device).expand(len(prompts), -1))
+        yield from iter_sample(self.model, text, uncond, generator=generator, steps=steps, guidance=guidance,
+                               sampler=sampler, frames=frames or self.config.frames, stride=stride, cond=cond,
+                               mask=mask, overlap=overlap, precision=self.precision, inspector=inspector,
+                               callback=callback)
+
+    def sample_batch(self, prompts: Sequence[str], *, generator: torch.Generator, **kw) -> np.ndarray:
+        """One clip per prompt: (b, t, h, w, 3) uint8. Keyword arguments as ``iter_batch``."""
+        last = None
+        for last in self.iter_batch(prompts, generator=generator, **kw):
+            pass
+        return np.stack([to_uint8(x) for x in last.sample.clamp(-1, 1).cpu()])
+
     def iter(self, s: Settings, first_frame: np.ndarray | None = None,
              inspector=None) -> Iterator[StepOutput]:
         """Denoising steps of one clip (b = 1); the last StepOutput's sample is the clip."""
         self.validate(s)
         cfg = self.config
-        ids, (enc,) = self.tokenizer.batch([s.prompt])
         gen = torch.Generator().manual_seed(int(s.seed))
-        with torch.no_grad():
-            text = self.model.encode_text(ids)
-            uncond = self.model.encode_text(self._uncond_ids) if s.guidance != 1.0 else None
         cond = mask = None
         if first_frame is not None:
             if first_frame.shape != (cfg.height, cfg.width, 3) or first_frame.dtype != np.uint8:
@@ -88,9 +133,9 @@ class Pipeline:
             cond = from_uint8(np.repeat(first_frame[None], s.frames, 0))
             mask = torch.zeros(1, 1, s.frames, cfg.height, cfg.width)
             mask[:, :, 0] = 1
-        yield from iter_sample(self.model, text, uncond, generator=gen, steps=s.steps, guidance=s.guidance,
-                               sampler=s.sampler, frames=s.frames, stride=s.stride, cond=cond, mask=mask,
-                               overlap=s.overlap, inspector=inspector)
+        yield from self.iter_batch([s.prompt], generator=gen, steps=s.steps, guidance=s.guidance,
+                                   sampler=s.sampler, frames=s.frames, stride=s.stride, overlap=s.overlap,
+                                   cond=cond, mask=mask, inspector=inspector)
 
     def __call__(self, s: Settings, first_frame: np.ndarray | None = None, inspector=None,
                  callback: Callable[[StepOutput], None] | None = None) -> Generation:
@@ -101,7 +146,7 @@ class Pipeline:
                 callback(out)
             last = out
         enc = self.tokenizer.encode(s.prompt)
-        return Generation(to_uint8(last.sample), s, enc, time.perf_counter() - t0, first_frame)
+        return Generation(to_uint8(last.sample.cpu()), s, enc, time.perf_counter() - t0, first_frame, self.precision)
 
     def generate(self, prompt: str, **kw) -> Generation:
         first_frame = kw.pop("first_frame", None)

@@ -7,7 +7,7 @@
    dropout for classifier-free guidance, and a share of samples at the highest noise
    levels (``sample_timesteps``), where motion must be learned from the words.
 
-EMA weights, bf16 autocast (CPU, or CUDA with ``--device cuda``), tqdm with loss and time left, a JSON-lines log,
+EMA weights, precision by measurement (``--precision``: bf16 autocast only where it is faster; CPU, or CUDA with ``--device cuda``), tqdm with loss and time left, a JSON-lines log,
 checkpoints as it goes (``--resume`` picks up from them, stage and step included), and
 data-parallel training with ``torchrun --nproc_per_node N -m stunet.train ...``
 (DDP: gloo on CPU, nccl on GPU). Nothing is pickled: the training state is safetensors + JSON.
@@ -17,12 +17,12 @@ data-parallel training with ``torchrun --nproc_per_node N -m stunet.train ...``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import functools
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +36,11 @@ from tqdm import tqdm
 from . import world
 from .checkpoint import save_pretrained
 from .config import STUNetConfig, preset
+from .defaults import PRECISION, PRECISIONS
 from .diffusion import add_noise, alphas_cumprod, target
 from .model import STUNet, inflate
+from .precision import Precision
+from .precision import resolve as resolve_precision
 from .text import Tokenizer
 
 TASKS = ("none", "first_frame", "region", "frames")
@@ -277,7 +280,7 @@ def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_
     bs = args.batch if stage == "video" else args.image_batch
     task_probs = TASK_PROBS if stage == "video" else (0.8, 0.0, 0.2, 0.0)
     high_noise = (args.high_noise_frac, args.high_noise_from) if stage == "video" else (0.0, 1.0)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
+    autocast = Precision(args.precision, "resolved in main").autocast(device.type)
     bar = tqdm(total=total, initial=start_step, desc=stage, disable=rank != 0 or args.quiet,
                dynamic_ncols=True, mininterval=5.0)
     t0, smooth = time.time(), None
@@ -361,7 +364,9 @@ def parse_args(argv=None):
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--minutes", type=float, default=float("inf"), help="wall-clock budget for this run")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state")
-    p.add_argument("--no-bf16", dest="bf16", action="store_false")
+    p.add_argument("--precision", choices=PRECISIONS, default=PRECISION,
+                   help="compute precision: auto (bf16 only where a probe measures it faster), fp32, bf16")
+    p.add_argument("--no-bf16", dest="precision", action="store_const", const="fp32", help="same as --precision fp32")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: cores / processes)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
     p.add_argument("--workers", type=int, default=0,
@@ -404,6 +409,8 @@ def main(argv=None):
         dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world_size))
     torch.backends.cudnn.benchmark = args.device.startswith("cuda")   # fixed shapes per stride: pick fast kernels once
+    precision = resolve_precision(args.precision, args.device)
+    args.precision = precision.name                                    # what runs (logged with the reason)
     out = Path(args.out)
     deadline = time.time() + args.minutes * 60
     cfg = preset(args.preset)
@@ -437,6 +444,9 @@ def main(argv=None):
 
     torch.manual_seed(args.seed)  # weight init only; data and noise use their own generators
     log({"event": "start", "args": vars(args), "world_size": world_size, "stage": stage, "step": step})
+    log({"event": "precision", **precision.to_dict(), "cpu_capability": torch.backends.cpu.get_cpu_capability()})
+    if rank == 0 and not args.quiet:
+        print(f"precision: {precision.name} ({precision.reason})", file=sys.stderr)
     if shift_changed:
         log({"event": "noise_shift", "value": cfg.noise_shift})
     if upgrade:

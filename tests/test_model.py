@@ -201,3 +201,59 @@ def test_frame_time_embedding_starts_at_zero_and_upgrades_keep_the_function():
     assert (y1[:, :, 0] - y1[:, :, -1]).abs().max() > 1e-4
     with pytest.raises(ValueError, match="cannot upgrade"):
         add_new_parameters(new, {k: v for k, v in old.state_dict().items() if "stride_mlp" not in k})
+
+
+# ---------------------------------------------------------------- temporal ops on the channels-last grid
+def _columns_reference(x, t, norm, conv):
+    """The textbook form: (b t) c h w -> (b h w) c t columns, GroupNorm + 1D conv, and back."""
+    from stunet.layers import columns_to_frames, frames_to_columns
+    bt, c, h, w = x.shape
+    col = conv(torch.nn.functional.silu(norm(frames_to_columns(x, t))))
+    return columns_to_frames(col, bt // t, h, w)
+
+
+def test_grid_temporal_ops_equal_1d_ops_on_columns():
+    import torch.nn.functional as F
+
+    from stunet.layers import column_group_norm, frames_to_grid, grid_to_frames, temporal_conv
+    torch.manual_seed(0)
+    b, t, c, h, w = 2, 8, 16, 4, 6
+    x = torch.randn(b * t, c, h, w).contiguous(memory_format=torch.channels_last)
+    norm, conv = torch.nn.GroupNorm(4, c), torch.nn.Conv1d(c, c, 3, padding=1)
+    with torch.no_grad():
+        norm.weight.normal_(1, 0.2), norm.bias.normal_(0, 0.2)
+    v = frames_to_grid(x, t)
+    assert v.data_ptr() == x.data_ptr() and v.shape == (b, c, t, h * w)          # a view
+    got = grid_to_frames(temporal_conv(F.silu(column_group_norm(v, norm)), conv), h, w)
+    assert torch.allclose(got, _columns_reference(x, t, norm, conv), atol=1e-5)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    down = torch.nn.Conv1d(c, c, 3, padding=1, stride=2)
+    from stunet.layers import columns_to_frames, frames_to_columns
+    ref = columns_to_frames(down(frames_to_columns(x, t)), b, h, w)
+    assert torch.allclose(grid_to_frames(temporal_conv(v, down), h, w), ref, atol=1e-5)
+
+
+def test_temporal_up_duplicates_frames_then_convolves():
+    from stunet.layers import TemporalUp, columns_to_frames, frames_to_columns
+    torch.manual_seed(1)
+    up = TemporalUp(8)
+    with torch.no_grad():
+        up.conv.weight.normal_(0, 0.3)
+    b, t, h, w = 2, 4, 3, 5
+    x = torch.randn(b * t, 8, h, w).contiguous(memory_format=torch.channels_last)
+    ref = columns_to_frames(up.conv(frames_to_columns(x, t).repeat_interleave(2, dim=2)), b, h, w)
+    assert torch.allclose(up(x, t), ref, atol=1e-5)
+
+
+def test_temporal_conv_gradients_are_finite_under_bf16_autocast_on_two_frames():
+    """The NaN seen with a (3,1,1) Conv3d under CPU bf16 autocast on 2 frames must not come back."""
+    from stunet.layers import TemporalConv
+    torch.manual_seed(2)
+    m = TemporalConv(16, 4)
+    with torch.no_grad():
+        m.conv2.weight.normal_(0, 0.1)
+    x = torch.randn(2 * 2, 16, 8, 8).contiguous(memory_format=torch.channels_last).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = m(x, 2).float().square().mean()
+    loss.backward()
+    assert torch.isfinite(x.grad).all() and all(torch.isfinite(p.grad).all() for p in m.parameters())

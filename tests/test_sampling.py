@@ -19,11 +19,12 @@ def _run(model, tok, seed=0, prompt="a red circle moving left", **kw):
     return sample(model, text, uncond, generator=torch.Generator().manual_seed(seed), **kw)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("sampler", ["ddim", "dpm++"])
-def test_same_seed_same_clip_bit_for_bit_and_other_seed_differs(tiny_model, tiny_tokenizer, sampler):
-    a = _run(tiny_model, tiny_tokenizer, 1, sampler=sampler)
-    b = _run(tiny_model, tiny_tokenizer, 1, sampler=sampler)
-    c = _run(tiny_model, tiny_tokenizer, 2, sampler=sampler)
+def test_same_seed_same_clip_bit_for_bit_and_other_seed_differs(tiny_model, tiny_tokenizer, sampler, precision):
+    a = _run(tiny_model, tiny_tokenizer, 1, sampler=sampler, precision=precision)
+    b = _run(tiny_model, tiny_tokenizer, 1, sampler=sampler, precision=precision)
+    c = _run(tiny_model, tiny_tokenizer, 2, sampler=sampler, precision=precision)
     assert a.shape == (1, 3, 8, 16, 16)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
@@ -136,3 +137,41 @@ def test_batched_sampling_matches_prompts(tiny_model, tiny_tokenizer):
     text, uncond = _enc(tiny_model, tiny_tokenizer, ["a red circle moving left", "a blue square spinning"])
     out = sample(tiny_model, text, uncond, generator=torch.Generator().manual_seed(0), steps=STEPS)
     assert out.shape[0] == 2 and not torch.equal(out[0], out[1])
+
+
+def test_precisions_give_close_but_distinct_clips(tiny_model, tiny_tokenizer):
+    a = _run(tiny_model, tiny_tokenizer, 4, precision="fp32")
+    b = _run(tiny_model, tiny_tokenizer, 4, precision="bf16")
+    assert not torch.equal(a, b)                       # bf16 really ran
+    assert (a - b).abs().mean() < 0.1                  # and computes the same function
+
+
+def test_one_guided_step_is_one_batched_model_call(tiny_model, tiny_tokenizer):
+    calls = []
+    h = tiny_model.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    try:
+        _run(tiny_model, tiny_tokenizer, 0, guidance=3.0)
+    finally:
+        h.remove()
+    assert calls == [2] * STEPS                        # conditional + unconditional rows together
+
+
+def test_sample_loop_is_a_plain_loop_over_any_denoiser(tiny_model):
+    """The loop steps the solver over whatever denoiser it is given and reports every step."""
+    from stunet.diffusion import make_scheduler
+    from stunet.sampling import sample_loop
+    cfg = tiny_model.config
+    sched = make_scheduler(cfg, "ddim")
+    sched.set_timesteps(3)
+    seen, reported = [], []
+
+    def zero_v(x, timestep, step):                     # v = 0: x0-hat = sqrt(alpha_bar) x
+        seen.append((step, timestep))
+        return torch.zeros_like(x)
+
+    x = torch.randn(1, 3, 8, 16, 16, generator=torch.Generator().manual_seed(0))
+    outs = list(sample_loop(zero_v, x, sched, sched.timesteps, config=cfg, callback=reported.append))
+    assert [s for s, _ in seen] == [0, 1, 2] and [t for _, t in seen] == [int(t) for t in sched.timesteps]
+    assert [o.step for o in reported] == [0, 1, 2] and outs == reported
+    ac = sched.alphas_cumprod[int(sched.timesteps[0])]
+    assert torch.allclose(outs[0].x0, ac.sqrt() * x, atol=1e-6)
