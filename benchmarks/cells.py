@@ -248,7 +248,10 @@ def execute(spec: dict) -> dict:
 def worker_main() -> None:
     """Entry point of a worker process: a JSON spec on stdin, the result on stdout's last line."""
     spec = json.loads(sys.stdin.read())
-    res = execute(spec)
+    try:
+        res = execute(spec)
+    except Exception as e:  # noqa: BLE001 - the parent reports it in the table
+        res = {"error": f"{type(e).__name__}: {e}"}
     sys.stdout.write("\n" + RESULT_MARK + json.dumps(res) + "\n")
     sys.stdout.flush()
 

@@ -86,8 +86,9 @@ def _f(v, fmt="{:.1f}"):
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table; a "|" inside a cell (an error message) is escaped."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -160,7 +161,8 @@ def _clip_sections(res: Results) -> list[str]:
         STEPS = None
     if c:
         s = c["settings"]
-        parts.append(f"`stunet.pipeline.Pipeline.from_pretrained({o.model_dir or ''!r}, precision=...)` "
+        where = f"{o.model_dir!r}, " if o.model_dir else ""
+        parts.append(f"`stunet.pipeline.Pipeline.from_pretrained({where}precision=...)` "
                      f"({'the shipped model' if not o.model_dir else 'model ' + o.model_dir}, {c['height']}x"
                      f"{c['width']}, window {c['window']} frames) generating `Settings({s['prompt']!r})`: "
                      f"**{s['steps']} steps** ("

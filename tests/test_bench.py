@@ -43,8 +43,8 @@ def _tiny_options(**kw) -> results.Options:
 
 @pytest.fixture(scope="module")
 def tiny_results(tiny_checkpoint):
-    opts = _tiny_options(clip=True, model_dir=str(tiny_checkpoint), clip_overrides=dict(frames=8, steps=2), clip_warmup=0,
-                         clip_repeats=1, steps_sweep=(1, 2), steps_repeats=1)
+    opts = _tiny_options(clip=True, model_dir=str(tiny_checkpoint), clip_overrides=dict(frames=8, steps=2),
+                         clip_warmup=0, clip_repeats=1, steps_sweep=(1, 2), steps_repeats=1)
     with pipeline_with_precision():
         return run.run_benchmark(opts, command="pytest", quiet=True)
 
@@ -201,6 +201,20 @@ def test_memory_target_and_not_measured():
     assert {t.status for t in report.targets(res)} == {"not measured"}
 
 
+def test_failed_clip_is_reported_in_its_row():
+    res = _made_up(2.0, 200)
+    res.opts.clip, res.precisions = True, ("fp32", "bf16")
+    res.machine = dict(cpu_model="cpu", cpus=2, cores="?", platform="linux", python="3", torch="t", diffusers="d")
+    res.clips = {"fp32": {"error": "RuntimeError: no precision= | merge first"}}
+    res.steps = {"error": "RuntimeError: no precision="}
+    md = report.render(res)
+    section = md.split("## Default clip, end to end", 1)[1].split("##", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| fp32") or line.startswith("| bf16")]
+    assert len(rows) == 2 and "no precision= \\| merge first" in rows[0]
+    assert all(len(re.split(r"(?<!\\)\|", r)) == 7 for r in rows)          # 5 columns, the "|" escaped
+    assert "not measured: RuntimeError: no precision=" in md
+
+
 def test_precisions_to_run():
     assert results.precisions_to_run("both", "bf16") == ("fp32", "bf16")
     assert results.precisions_to_run("auto", "fp32") == ("fp32",)
@@ -256,6 +270,11 @@ def test_worker_process_measures_memory():
     assert "error" not in res, res.get("error")
     assert res["flops"] > 0 and res["peak_bytes"] > 0 and res["tensor_peak_bytes"] > 0 and res["params"] > 0
     assert res["memory_method"].startswith("VmHWM") or "ru_maxrss" in res["memory_method"]
+
+
+def test_worker_failure_comes_back_as_an_error():
+    res = cells.run_cell(dict(kind="no such kind"), isolate=True)
+    assert res == {"error": "ValueError: unknown cell kind 'no such kind'"}
 
 
 def test_pipeline_without_precision_is_a_clear_error(monkeypatch, tiny_checkpoint):
