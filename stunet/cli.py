@@ -7,7 +7,7 @@
     stunet train --preset shapes --out runs/shapes      (see stunet.train)
     stunet eval [--model DIR]                           (see stunet.evaluate)
     stunet average RUN_A RUN_B --out DIR [--weights 1,1]   checkpoint averaging
-    stunet bench                                        (see stunet.bench)
+    stunet bench                                        (a source checkout's benchmarks/)
 """
 from __future__ import annotations
 
@@ -121,6 +121,25 @@ def cmd_average(args) -> int:
     return 0
 
 
+def cmd_bench(argv: list[str]) -> int:
+    """``stunet bench``: runs the source checkout's ``benchmarks/`` (``python -m benchmarks.run``).
+
+    The benchmarks are not part of the installed package: they compare against baselines and write
+    reports where the user says (``--out``, ``--json``); an installed stunet without its checkout
+    says so instead.
+    """
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "run.py").is_file():
+        print("error: the benchmarks need a source checkout of stunet (they live in its benchmarks/ folder, "
+              "not in the installed package); clone the repository and run `python -m benchmarks.run --help` "
+              "from its root", file=sys.stderr)
+        return 2
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.run import main as bench_main
+    return bench_main(argv, prog="stunet bench") or 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
@@ -131,14 +150,13 @@ def main(argv=None) -> int:
         from .evaluate import main as eval_main
         return eval_main(argv[1:]) or 0
     if argv and argv[0] == "bench":
-        from .bench import main as bench_main
-        return bench_main(argv[1:]) or 0
+        return cmd_bench(argv[1:])
 
     p = argparse.ArgumentParser(prog="stunet", description="Lumiere's Space-Time U-Net on a CPU.")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("train", help="train a model (stunet train --help)")
     sub.add_parser("eval", help="evaluate a model with analytic detectors (stunet eval --help)")
-    sub.add_parser("bench", help="time the STUNet against baselines (stunet bench --help)")
+    sub.add_parser("bench", help="time the STUNet against baselines (source checkout; stunet bench --help)")
     i = sub.add_parser("info", help="print the space-time pyramid")
     i.add_argument("--preset", default="shapes")
     i.add_argument("--model", help="checkpoint directory (overrides --preset)")
