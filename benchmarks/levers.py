@@ -67,7 +67,22 @@ def torch_compile_on(step: Step) -> Step:
     return step
 
 
+def temporal_grid_on(step: Step) -> Step:
+    return step                                 # the library's own path
+
+
+def temporal_grid_off(step: Step) -> Step:
+    from .legacy import temporal_on_columns
+    step.model = temporal_on_columns(step.model)
+    return step
+
+
 LEVERS: list[Lever] = [
+    Lever("temporal conv on grid", temporal_grid_on,
+          "temporal 1D convs as (3,1) Conv2d on the channels-last grid b c t (h w), column group norm from "
+          "sums in the same layout (the library's path); without: copies into (b h w) c t columns, GroupNorm "
+          "and Conv1d there, and back (`benchmarks/legacy.py`)",
+          off=temporal_grid_off),
     Lever("channels_last", channels_last_on,
           "4D weights in channels-last memory format (`model.to(memory_format=torch.channels_last)`; "
           "without: contiguous). The model already makes its spatial activations channels-last.",

@@ -348,3 +348,25 @@ def test_unet3d_is_matched_to_the_parameter_count():
     kw, n = match_unet3d(cfg, target, "matched")
     assert abs(n - target) / target < 0.25
     assert kw["cross_attention_dim"] == cfg.text_dim and len(kw["block_out_channels"]) == cfg.levels
+
+
+def test_legacy_temporal_columns_compute_what_the_library_computes():
+    """The temporal-conv lever's "without" state is the same function, only slower."""
+    import copy
+
+    import torch
+
+    from benchmarks.legacy import temporal_on_columns
+    from conftest import make_tiny
+    from stunet.text import TextEncoding
+    model = make_tiny(seed=3)
+    legacy = temporal_on_columns(copy.deepcopy(model))
+    swapped = [m for m in legacy.modules() if "forward" in vars(m)]
+    assert swapped, "no temporal module was swapped"
+    x = torch.randn(2, 3, 8, 16, 16, generator=torch.Generator().manual_seed(0))
+    ids = torch.zeros(2, 1 + model.config.max_words, dtype=torch.long)
+    with torch.no_grad():
+        text: TextEncoding = model.encode_text(ids)
+        a = model(x, torch.tensor([10, 500]), text)
+        b = legacy(x, torch.tensor([10, 500]), text)
+    assert torch.allclose(a, b, atol=1e-5)
