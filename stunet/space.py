@@ -17,7 +17,7 @@ repository), a ``README.md`` with the Space's front matter (``sdk_version`` = th
   ``DIR/.gitattributes``; any file over 10 MiB not covered (the Hub refuses both);
 * a single file over 1 GB (``MAX_FILE_BYTES``, not allowed in a Space);
 * a folder over 1 GiB in total (``MAX_TOTAL_BYTES``: our own limit, so the Space starts quickly;
-  stunet's export is about 7.5 MB);
+  stunet's export is about 7.6 MB);
 * README front matter missing or wrong: ``sdk: gradio``, ``sdk_version`` equal to the gradio pin
   of ``DIR/requirements.txt``, ``app_file`` present in the folder, ``python_version`` present;
 * a ``requirements.txt`` that is missing or would pull a CUDA build of torch (torch unpinned, or
