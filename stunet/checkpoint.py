@@ -110,6 +110,40 @@ def load_pretrained(directory: str | Path | None = None) -> tuple[STUNet, Tokeni
     return model, tokenizer
 
 
+def ema_checkpoint_dir(run_dir: str | Path, stage: str) -> Path:
+    """Where a training run keeps its loadable EMA checkpoint: the run folder (video stage) or its ``image_unet/``."""
+    return Path(run_dir) / ("image_unet" if stage == "image" else "")
+
+
+def load_resume_ema(run_dir: str | Path, stage: str, step: int) -> dict[str, torch.Tensor]:
+    """The EMA weights to resume a run from, at ``stage`` / ``step`` (those of ``train_state/state.json``).
+
+    Old runs have ``train_state/ema.safetensors``, read when present. Newer runs do not write it:
+    the run's own checkpoint (``model.safetensors``, see ``ema_checkpoint_dir``) holds the same
+    tensors, and its metadata must name the same stage and step, so a checkpoint from another
+    point of the run is refused rather than resumed from.
+    """
+    run_dir = Path(run_dir)
+    legacy = run_dir / "train_state" / "ema.safetensors"
+    if legacy.is_file():
+        from safetensors.torch import load_file
+        return load_file(str(legacy))
+    weights = ema_checkpoint_dir(run_dir, stage) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"cannot resume: no {legacy.relative_to(run_dir)} and no "
+                              f"{weights.relative_to(run_dir)} (the EMA weights) in {run_dir}")
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            meta = f.metadata() or {}
+            sd = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise CheckpointError(f"cannot read {weights}: {type(e).__name__}: {e}") from None
+    if meta.get("stage") != stage or meta.get("step") != str(step):
+        raise CheckpointError(f"cannot resume: {weights.relative_to(run_dir)} holds {meta.get('stage')} step "
+                              f"{meta.get('step')}, train_state is at {stage} step {step}")
+    return sd
+
+
 def average_checkpoints(directories, weights=None) -> tuple[STUNet, Tokenizer, dict[str, str]]:
     """Weight-space average of checkpoints of one model: ``sum_i w_i theta_i / sum_i w_i``.
 

@@ -8,6 +8,7 @@
     stunet eval [--model DIR]                           (see stunet.evaluate)
     stunet average RUN_A RUN_B --out DIR [--weights 1,1]   checkpoint averaging
     stunet bench                                        (a source checkout's benchmarks/)
+    stunet space export|check|push DIR                  Hugging Face Space (see stunet.space)
 """
 from __future__ import annotations
 
@@ -140,6 +141,23 @@ def cmd_bench(argv: list[str]) -> int:
     return bench_main(argv, prog="stunet bench") or 0
 
 
+def cmd_space(args) -> int:
+    from . import space
+    if args.action == "export":
+        space.export(args.dir, overwrite=args.overwrite)
+    elif args.action == "push":
+        print(space.push(args.dir, args.repo, private=args.private))
+        return 0
+    problems = space.check(args.dir)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    n, size = space.folder_size(Path(args.dir))
+    print(f"{args.dir}: ready for a Space ({n} files, {size / 1e6:.1f} MB)")
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
@@ -184,9 +202,20 @@ def main(argv=None) -> int:
     a.add_argument("--out", required=True, help="new checkpoint directory")
     a.add_argument("--weights", help="one weight per checkpoint, comma-separated (default: equal)")
     a.add_argument("--overwrite", action="store_true", help="replace the weights already in --out")
+    sp = sub.add_parser("space", help="export, check or push a Hugging Face Space folder")
+    sp_sub = sp.add_subparsers(dest="action", required=True)
+    se = sp_sub.add_parser("export", help="write what the Space needs into DIR, then check it")
+    se.add_argument("dir")
+    se.add_argument("--overwrite", action="store_true", help="replace DIR's contents (its .git is kept)")
+    sp_sub.add_parser("check", help="check DIR against the Hub's rules").add_argument("dir")
+    su = sp_sub.add_parser("push", help="check DIR, create the Space and upload DIR (token: HF_TOKEN or login)")
+    su.add_argument("dir")
+    su.add_argument("--repo", required=True, help="the Space, OWNER/NAME")
+    su.add_argument("--private", action="store_true")
     args = p.parse_args(argv)
     try:
-        return {"info": cmd_info, "generate": cmd_generate, "average": cmd_average}[args.cmd](args)
+        return {"info": cmd_info, "generate": cmd_generate, "average": cmd_average,
+                "space": cmd_space}[args.cmd](args)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from . import world
-from .checkpoint import save_pretrained
+from .checkpoint import ema_checkpoint_dir, load_resume_ema, save_pretrained
 from .config import STUNetConfig, preset
 from .defaults import PRECISION, PRECISIONS
 from .diffusion import add_noise, alphas_cumprod, target
@@ -223,10 +223,11 @@ def _unflatten_optimizer(tensors, scalars):
     return {"state": state, "param_groups": scalars["param_groups"]}
 
 
-def save_state(d: Path, stage: str, step: int, model, ema, opt, meta: dict):
+def save_state(d: Path, stage: str, step: int, model, opt, meta: dict):
+    """Raw weights, optimizer, config and stage/step; the EMA weights are the run's checkpoint (``checkpoint``)."""
     d.mkdir(parents=True, exist_ok=True)
+    (d / "ema.safetensors").unlink(missing_ok=True)     # an old run's copy would be stale from here on
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(d / "raw.safetensors"))
-    save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}, str(d / "ema.safetensors"))
     t, s = _flatten_optimizer(opt)
     save_file(t, str(d / "optimizer.safetensors"))
     (d / "optimizer.json").write_text(json.dumps(s))
@@ -321,11 +322,9 @@ def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_
 
 
 def checkpoint(stage, step, model, ema, opt, tok, out: Path, args):
-    save_state(out / "train_state", stage, step, model, ema, opt, {"args": vars(args)})
-    if stage == "video":
-        save_pretrained(ema, tok, out, extra={"stage": stage, "step": step})
-    else:
-        save_pretrained(ema, tok, out / "image_unet", extra={"stage": stage, "step": step})
+    """The EMA checkpoint first (resume reads it, checking its stage and step), then ``train_state/``."""
+    save_pretrained(ema, tok, ema_checkpoint_dir(out, stage), extra={"stage": stage, "step": step})
+    save_state(out / "train_state", stage, step, model, opt, {"args": vars(args)})
 
 
 def _motion_weights(text: str) -> dict[str, float]:
@@ -421,7 +420,7 @@ def main(argv=None):
         st = json.loads((state_dir / "state.json").read_text())
         stage, step = st["stage"], st["step"]
         raw = load_file(str(state_dir / "raw.safetensors"))
-        ema_sd = load_file(str(state_dir / "ema.safetensors"))
+        ema_sd = load_resume_ema(out, stage, step)
         opt_sd = _unflatten_optimizer(load_file(str(state_dir / "optimizer.safetensors")),
                                       json.loads((state_dir / "optimizer.json").read_text()))
         cfg = STUNetConfig.from_dict(json.loads((state_dir / "config.json").read_text()))

@@ -1,0 +1,461 @@
+"""Hosting the studio on a Hugging Face Space: export a folder, check it, push it.
+
+    stunet space export DIR [--overwrite]        write exactly what the Space needs into DIR, then check it
+    stunet space check DIR                       the Hub's rules (and ours) on a folder
+    stunet space push DIR --repo OWNER/NAME [--private]   check, create the Space, upload the folder
+
+``export`` writes ``app.py``, ``demo/``, ``stunet/`` (no ``__pycache__``), the shipped model's
+inference files from ``assets/stunet-shapes/`` (``SHIPPED_MODEL_FILES``: not ``train_state/``,
+which only resuming needs, nor ``train.log``, the training history, which stays in the source
+repository), a ``README.md`` with the Space's front matter (``sdk_version`` = the gradio pin of
+``requirements.txt``), a ``requirements.txt`` that installs the CPU build of torch, and a
+``.gitattributes`` whose LFS patterns cover every binary file written.
+
+``check`` fails, naming the file and the rule, on (see ``RULES``):
+
+* a binary file (NUL bytes or not UTF-8, whatever its name) not covered by an LFS pattern in
+  ``DIR/.gitattributes``; any file over 10 MiB not covered (the Hub refuses both);
+* a single file over 1 GB (``MAX_FILE_BYTES``, not allowed in a Space);
+* a folder over 1 GiB in total (``MAX_TOTAL_BYTES``: our own limit, so the Space starts quickly;
+  stunet's export is about 7.6 MB);
+* README front matter missing or wrong: ``sdk: gradio``, ``sdk_version`` equal to the gradio pin
+  of ``DIR/requirements.txt``, ``app_file`` present in the folder, ``python_version`` present;
+* a ``requirements.txt`` that is missing or would pull a CUDA build of torch (torch unpinned, or
+  pinned without ``+cpu`` and without the PyTorch CPU index);
+* a symlink, or a path that resolves outside the folder.
+
+``.git/`` and ``.cache/huggingface/`` inside the folder are skipped (``upload_folder`` skips them
+too). ``push`` runs ``check`` first and uploads nothing when it fails; the token comes from
+``HF_TOKEN`` or a stored login, found by ``huggingface_hub`` itself, and is never printed.
+"""
+from __future__ import annotations
+
+import codecs
+import fnmatch
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MODEL = Path("assets") / "stunet-shapes"
+SHIPPED_MODEL_FILES = ("config.json", "model.safetensors", "vocab.json", "README.md", "eval.md",
+                       "training.png", "eval_curve.jsonl")
+CODE_DIRS = ("demo", "stunet")
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+LFS_EXTENSIONS = ("safetensors", "bin", "pt", "pth", "ckpt", "onnx", "npz", "npy", "png", "jpg", "jpeg",
+                  "gif", "webp", "bmp", "tif", "tiff", "mp4", "webm", "mov", "avi", "wav", "mp3", "ogg",
+                  "zip", "gz", "tar", "zst", "7z", "pdf", "ttf", "woff", "woff2", "pkl", "h5", "parquet")
+LFS_ATTRS = "filter=lfs diff=lfs merge=lfs -text"
+MAX_PLAIN_BYTES = 10 * 2**20          # the Hub refuses non-LFS files over 10 MiB
+MAX_FILE_BYTES = 10**9                # no single file over 1 GB in a Space
+MAX_TOTAL_BYTES = 2**30               # our own limit for the whole folder: 1 GiB
+SKIPPED = (".git", ".cache/huggingface")
+RULES = {
+    "binary-not-lfs": "binary files must be covered by an LFS pattern in .gitattributes",
+    "large-not-lfs": f"files over {MAX_PLAIN_BYTES // 2**20} MiB must be covered by an LFS pattern",
+    "file-too-large": f"no single file over {MAX_FILE_BYTES / 1e9:g} GB",
+    "total-too-large": f"the folder must stay under {MAX_TOTAL_BYTES / 2**30:g} GiB in total",
+    "front-matter": "README.md front matter: sdk gradio, sdk_version = gradio pin, app_file, python_version",
+    "cuda-torch": "requirements.txt must install the CPU build of torch",
+    "outside-folder": "no symlinks, no paths resolving outside the folder",
+}
+
+
+class SpaceError(ValueError):
+    """A Space folder cannot be written or pushed (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: the file (relative to the folder), the rule's key and what is wrong."""
+    path: str
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: [{self.rule}] {self.message}"
+
+
+# ---------------------------------------------------------------------------- reading project files
+def read_requirements(path: Path) -> list[str]:
+    """The lines of a requirements file without comments and blanks (options like --extra-index-url kept)."""
+    lines = []
+    for raw in path.read_text().splitlines():
+        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+        if line:
+            lines.append(line)
+    return lines
+
+
+def _requirement(line: str) -> tuple[str, str] | None:
+    """(normalised name, specifier) of a requirement line, or None for an option line."""
+    if line.startswith("-"):
+        return None
+    m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$", line)
+    if not m:
+        return None
+    return re.sub(r"[-_.]+", "-", m.group(1)).lower(), m.group(3).split(";")[0].strip()
+
+
+def pinned_version(lines: list[str], name: str) -> str | None:
+    """The ``==`` version pinned for ``name`` in requirement lines, or None."""
+    for line in lines:
+        req = _requirement(line)
+        if req and req[0] == name:
+            m = re.fullmatch(r"===?\s*([^\s,]+)", req[1])
+            return m.group(1) if m else None
+    return None
+
+
+def parse_front_matter(text: str) -> dict[str, str] | None:
+    """Flat ``key: value`` pairs of a README's YAML front matter (quotes stripped); None if there is none."""
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "---":
+        return None
+    out = {}
+    for line in lines[1:]:
+        if line.strip() == "---":
+            return out
+        if not line.strip() or line.lstrip().startswith("#") or ":" not in line:
+            continue
+        key, value = line.split(":", 1)
+        out[key.strip()] = value.split(" #", 1)[0].strip().strip("'\"")
+    return None                                        # never closed
+
+
+def front_matter_block(text: str) -> tuple[str, str]:
+    """(front matter lines without the ``---`` fences, the body after it) of a README."""
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        return "", text
+    for i, line in enumerate(lines[1:], 1):
+        if line.strip() == "---":
+            return "".join(lines[1:i]), "".join(lines[i + 1:])
+    return "", text
+
+
+# ---------------------------------------------------------------------------- export
+def space_requirements(lines: list[str]) -> str:
+    """The Space's requirements.txt: the project's pins with torch switched to its CPU build."""
+    out = [f"# Written by `stunet space export` from the project's requirements.txt: torch is the CPU build.",
+           f"--extra-index-url {CPU_INDEX}"]
+    for line in lines:
+        if line.startswith(("--extra-index-url", "--index-url", "-i ")) and CPU_INDEX in line:
+            continue
+        req = _requirement(line)
+        if req and req[0] == "torch":
+            version = pinned_version([line], "torch")
+            if version is None:
+                raise SpaceError(f"requirements.txt: torch must be pinned with == (got {line!r})")
+            line = f"torch=={version.split('+')[0]}+cpu"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def space_readme(readme: str, gradio_version: str) -> str:
+    """The Space's README.md: the project's front matter (sdk_version = gradio pin) and its introduction.
+
+    The body is the project README up to its first ``## `` section (title and what it is), then a
+    pointer to the model card; the rest of the project README talks about files the Space has not.
+    """
+    block, body = front_matter_block(readme)
+    fm = parse_front_matter(readme) or {}
+    wanted = {"sdk": "gradio", "sdk_version": gradio_version, "app_file": "app.py",
+              "suggested_hardware": "cpu-basic"}
+    wanted.setdefault("python_version", fm.get("python_version") or "3.11")
+    lines, seen = [], set()
+    for line in block.splitlines():
+        key = line.split(":", 1)[0].strip() if ":" in line else ""
+        if key in wanted:
+            value = wanted[key]
+            line = f'{key}: "{value}"' if key == "python_version" else f"{key}: {value}"
+            seen.add(key)
+        lines.append(line)
+    for key in wanted:
+        if key not in seen:
+            lines.append(f'{key}: "{wanted[key]}"' if key == "python_version" else f"{key}: {wanted[key]}")
+    if not any(line.startswith("short_description:") for line in lines):
+        lines.append("short_description: Lumiere's Space-Time U-Net on a CPU")
+    intro = body.split("\n## ", 1)[0].rstrip()
+    tail = ("\n\nThe model card (how it was trained, how good it is) is "
+            "[`assets/stunet-shapes/README.md`](assets/stunet-shapes/README.md). This Space was written "
+            "by `stunet space export`; the source, tests and training code live in the stunet repository.\n")
+    return "---\n" + "\n".join(lines) + "\n---\n\n" + intro.lstrip("\n") + tail
+
+
+def is_binary(path: Path, probe: int = 1 << 16) -> bool:
+    """True when the file's content is binary: a NUL byte or bytes that are not UTF-8 (first 64 KiB)."""
+    with open(path, "rb") as f:
+        head = f.read(probe)
+        more = bool(f.read(1))
+    if b"\0" in head:
+        return True
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=not more)
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def gitattributes_for(files: list[Path], folder: Path) -> str:
+    """A .gitattributes routing the usual binary extensions, and every binary or large file written, to LFS."""
+    exts = set(LFS_EXTENSIONS)
+    extra = []
+    for f in files:
+        if f.name == ".gitattributes" or not (is_binary(f) or f.stat().st_size > MAX_PLAIN_BYTES):
+            continue
+        if f.suffix and f.suffix[1:]:
+            exts.add(f.suffix[1:].lower())
+        else:
+            extra.append("/" + f.relative_to(folder).as_posix())
+    lines = [f"*.{e} {LFS_ATTRS}" for e in sorted(exts)]
+    lines += [f"*.{e.upper()} {LFS_ATTRS}" for e in sorted(exts)]
+    lines += [f"{p} {LFS_ATTRS}" for p in sorted(extra)]
+    return "# Written by `stunet space export`: binary files go through LFS/Xet.\n" + "\n".join(lines) + "\n"
+
+
+def _ignore_caches(_dir, names):
+    return [n for n in names if n == "__pycache__" or n.endswith((".pyc", ".pyo"))]
+
+
+def _prepare(dest: Path, overwrite: bool, root: Path) -> None:
+    """Make ``dest`` an empty folder (keeping ``.git``), refusing to clobber anything without ``overwrite``."""
+    d = dest.resolve()
+    src = root.resolve()
+    if d == src or src.is_relative_to(d) or any(d.is_relative_to(src / p) for p in (*CODE_DIRS, "assets")):
+        raise SpaceError(f"{dest}: would overwrite the project's own files; export to a new folder")
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise SpaceError(f"{dest}: exists and is not a folder")
+    if dest.is_dir():
+        entries = [p for p in dest.iterdir() if p.name != ".git"]
+        if entries and not overwrite:
+            raise SpaceError(f"{dest}: folder is not empty ({len(entries)} entries); pass --overwrite to "
+                             "replace its contents (a .git folder is kept)")
+        for p in entries:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+    dest.mkdir(parents=True, exist_ok=True)
+
+
+def export(dest: str | Path, overwrite: bool = False, root: Path = ROOT) -> list[Path]:
+    """Write exactly what the Space needs into ``dest``; returns the files written (see the module docstring).
+
+    Refuses a non-empty ``dest`` unless ``overwrite`` (then its contents, except ``.git``, are replaced).
+    """
+    dest = Path(dest)
+    req_lines = read_requirements(root / "requirements.txt")
+    gradio_version = pinned_version(req_lines, "gradio")
+    if gradio_version is None:
+        raise SpaceError("requirements.txt: no gradio==X pin to take the Space's sdk_version from")
+    missing = [str(SHIPPED_MODEL / f) for f in SHIPPED_MODEL_FILES if not (root / SHIPPED_MODEL / f).is_file()]
+    missing += [p for p in ("app.py", *CODE_DIRS) if not (root / p).exists()]
+    if missing:
+        raise SpaceError(f"missing in {root}: {', '.join(missing)}")
+    requirements = space_requirements(req_lines)
+    readme = space_readme((root / "README.md").read_text(encoding="utf-8"), gradio_version)
+    _prepare(dest, overwrite, root)
+    shutil.copy2(root / "app.py", dest / "app.py")
+    for name in CODE_DIRS:
+        shutil.copytree(root / name, dest / name, ignore=_ignore_caches)
+    (dest / SHIPPED_MODEL).mkdir(parents=True)
+    for f in SHIPPED_MODEL_FILES:
+        shutil.copy2(root / SHIPPED_MODEL / f, dest / SHIPPED_MODEL / f)
+    (dest / "README.md").write_text(readme, encoding="utf-8")
+    (dest / "requirements.txt").write_text(requirements)
+    files = list_files(dest)
+    (dest / ".gitattributes").write_text(gitattributes_for(files, dest))
+    return list_files(dest)
+
+
+# ---------------------------------------------------------------------------- check
+def _skipped(rel: str) -> bool:
+    return any(rel == s or rel.startswith(s + "/") for s in SKIPPED)
+
+
+def list_files(folder: Path) -> list[Path]:
+    """Every file under ``folder`` (symlinks included, not followed), ``.git`` and the HF cache skipped."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        prefix = here.relative_to(folder).as_posix()
+        prefix = "" if prefix == "." else prefix + "/"
+        dirnames[:] = sorted(d for d in dirnames if not _skipped(prefix + d))
+        links = [d for d in dirnames if (here / d).is_symlink()]       # listed, never entered
+        out += [here / n for n in sorted(filenames + links) if not _skipped(prefix + n)]
+    return out
+
+
+def _glob_regex(pattern: str) -> re.Pattern:
+    """A gitattributes path pattern (with a slash) as a regex over the path relative to the folder."""
+    p = pattern.lstrip("/")
+    out, i = "", 0
+    while i < len(p):
+        if p.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif p.startswith("/**", i) and i + 3 == len(p):
+            out, i = out + "/.*", i + 3
+        elif p[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif p[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(p[i]), i + 1
+    return re.compile(out + r"\Z")
+
+
+def lfs_rules(text: str) -> list[tuple[str, bool]]:
+    """(pattern, routes to LFS?) for each .gitattributes line that sets or unsets ``filter``, in order."""
+    rules = []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        for attr in parts[1:]:
+            if attr.startswith("filter="):
+                rules.append((parts[0], attr == "filter=lfs"))
+            elif attr in ("-filter", "!filter"):
+                rules.append((parts[0], False))
+    return rules
+
+
+def lfs_covered(rel: str, rules: list[tuple[str, bool]]) -> bool:
+    """Whether the path (posix, relative to the folder) goes to LFS: the last matching line decides."""
+    covered = False
+    name = rel.rsplit("/", 1)[-1]
+    for pattern, lfs in rules:
+        if "/" in pattern.rstrip("/"):
+            hit = bool(_glob_regex(pattern).match(rel))
+        else:
+            hit = fnmatch.fnmatchcase(name, pattern)
+        if hit:
+            covered = lfs
+    return covered
+
+
+def check_files(folder: Path) -> list[Problem]:
+    """Size, binary-without-LFS, symlink and outside-the-folder rules over every file."""
+    problems, total = [], 0
+    ga = folder / ".gitattributes"
+    rules = lfs_rules(ga.read_text(errors="replace")) if ga.is_file() and not ga.is_symlink() else []
+    base = folder.resolve()
+    for f in list_files(folder):
+        rel = f.relative_to(folder).as_posix()
+        if f.is_symlink():
+            problems.append(Problem(rel, "outside-folder", f"is a symlink (to {os.readlink(f)}); copy the file"))
+            continue
+        if not f.resolve().is_relative_to(base):
+            problems.append(Problem(rel, "outside-folder", f"resolves outside the folder, to {f.resolve()}"))
+            continue
+        if not f.is_file():
+            problems.append(Problem(rel, "outside-folder", "is not a regular file"))
+            continue
+        size = f.stat().st_size
+        total += size
+        lfs = lfs_covered(rel, rules)
+        if size > MAX_FILE_BYTES:
+            problems.append(Problem(rel, "file-too-large", f"{size:,} bytes; {RULES['file-too-large']}"))
+        if not lfs and size > MAX_PLAIN_BYTES:
+            problems.append(Problem(rel, "large-not-lfs", f"{size:,} bytes and no LFS pattern in .gitattributes "
+                                                          "covers it"))
+        elif not lfs and is_binary(f):
+            problems.append(Problem(rel, "binary-not-lfs", "binary content and no LFS pattern in .gitattributes "
+                                                           "covers it"))
+    if total > MAX_TOTAL_BYTES:
+        problems.append(Problem(".", "total-too-large", f"{total:,} bytes in all; {RULES['total-too-large']}"))
+    return problems
+
+
+def check_front_matter(folder: Path, gradio_version: str | None) -> list[Problem]:
+    """README.md front matter: sdk gradio, sdk_version = the gradio pin, app_file present, python_version."""
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return [Problem("README.md", "front-matter", "missing: the Space's configuration lives in its front matter")]
+    fm = parse_front_matter(readme.read_text(encoding="utf-8", errors="replace"))
+    if fm is None:
+        return [Problem("README.md", "front-matter", "no YAML front matter (--- ... --- at the top)")]
+    out = []
+    if fm.get("sdk") != "gradio":
+        out.append(Problem("README.md", "front-matter", f"sdk must be gradio, got {fm.get('sdk')!r}"))
+    if not fm.get("sdk_version"):
+        out.append(Problem("README.md", "front-matter", "sdk_version missing"))
+    elif gradio_version and fm["sdk_version"] != gradio_version:
+        out.append(Problem("README.md", "front-matter", f"sdk_version {fm['sdk_version']} differs from the "
+                                                         f"gradio pin {gradio_version} in requirements.txt"))
+    app = fm.get("app_file")
+    if not app:
+        out.append(Problem("README.md", "front-matter", "app_file missing"))
+    elif not (folder / app).is_file() or not (folder / app).resolve().is_relative_to(folder.resolve()):
+        out.append(Problem("README.md", "front-matter", f"app_file {app!r} is not a file in the folder"))
+    if not fm.get("python_version"):
+        out.append(Problem("README.md", "front-matter", "python_version missing"))
+    return out
+
+
+def check_requirements(lines: list[str]) -> list[Problem]:
+    """A requirements file that would pull a CUDA build of torch (or none at all) is a problem."""
+    cpu_index = any(l.startswith(("--extra-index-url", "--index-url", "-i")) and CPU_INDEX in l for l in lines)
+    torch_lines = [l for l in lines if (_requirement(l) or ("",))[0] == "torch"]
+    if not torch_lines:
+        return [Problem("requirements.txt", "cuda-torch", "no torch pin; stunet needs torch==X+cpu")]
+    out = []
+    for line in torch_lines:
+        version = pinned_version([line], "torch")
+        if version is None:
+            out.append(Problem("requirements.txt", "cuda-torch", f"{line!r}: torch is not pinned with ==, so pip "
+                                                                 "takes the default (CUDA) build"))
+        elif not cpu_index:
+            why = "+cpu versions exist only there" if version.endswith("+cpu") else "pip takes the CUDA build"
+            out.append(Problem("requirements.txt", "cuda-torch", f"{line!r} without --extra-index-url {CPU_INDEX}:"
+                                                                 f" {why}"))
+    return out
+
+
+def check(folder: str | Path, gradio_version: str | None = None) -> list[Problem]:
+    """Every broken rule of the Space folder (empty when it can be pushed); see the module docstring.
+
+    ``gradio_version`` defaults to the gradio pin of the folder's requirements.txt.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return [Problem(str(folder), "outside-folder", "not a folder")]
+    problems = check_files(folder)
+    req = folder / "requirements.txt"
+    lines = read_requirements(req) if req.is_file() and not req.is_symlink() else None
+    if lines is None:
+        problems.append(Problem("requirements.txt", "cuda-torch", "missing: the Space would not install torch"))
+    else:
+        problems += check_requirements(lines)
+        gradio_version = gradio_version or pinned_version(lines, "gradio")
+    return problems + check_front_matter(folder, gradio_version)
+
+
+def folder_size(folder: Path) -> tuple[int, int]:
+    """(number of files, bytes) under the folder, as ``check`` counts them."""
+    files = [f for f in list_files(folder) if f.is_file() and not f.is_symlink()]
+    return len(files), sum(f.stat().st_size for f in files)
+
+
+# ---------------------------------------------------------------------------- push
+def push(folder: str | Path, repo_id: str, private: bool = False, api=None) -> str:
+    """Check the folder, create the Space if needed and upload the folder; returns the Space's URL.
+
+    ``api`` is an ``huggingface_hub.HfApi`` (made here when None); it finds the token itself
+    (``HF_TOKEN`` or a stored login). Nothing is uploaded when ``check`` finds a problem.
+    """
+    folder = Path(folder)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*", repo_id or ""):
+        raise SpaceError(f"--repo must be OWNER/NAME, got {repo_id!r}")
+    problems = check(folder)
+    if problems:
+        raise SpaceError(f"{folder} fails the Space checks, nothing pushed:\n" + "\n".join(map(str, problems)))
+    if api is None:
+        from huggingface_hub import HfApi
+        api = HfApi()
+    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", exist_ok=True, private=private)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="space",
+                      commit_message="Upload from stunet space push")
+    return f"https://huggingface.co/spaces/{repo_id}"
