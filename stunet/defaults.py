@@ -8,9 +8,10 @@ from __future__ import annotations
 
 # Solvers (diffusers' schedulers, see ``diffusion.make_scheduler``), by the name the CLI, the
 # studio and the API accept; the first is the default.
-SAMPLERS = ("dpm++", "ddim")
+SAMPLERS = ("dpm++", "ddim", "dpm++3m", "unipc")
 SAMPLER = SAMPLERS[0]
-SAMPLER_LABELS = {"dpm++": "DPM-Solver++ (2M)", "ddim": "DDIM"}
+SAMPLER_LABELS = {"dpm++": "DPM-Solver++ (2M)", "ddim": "DDIM", "dpm++3m": "DPM-Solver++ (3M)",
+                  "unipc": "UniPC (2nd order, bh2)"}
 
 # Denoising steps of a default clip (studio, CLI, eval, ``Settings``).
 STEPS = 25

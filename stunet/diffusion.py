@@ -29,6 +29,12 @@ def schedulers():
     return DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler
 
 
+def unipc_scheduler():
+    with _IMPORT_LOCK:
+        from diffusers import UniPCMultistepScheduler
+    return UniPCMultistepScheduler
+
+
 def shifted_betas(config: STUNetConfig) -> np.ndarray:
     """Betas of ``config.beta_schedule`` with log-SNR shifted by -2 log(noise_shift).
 
@@ -55,6 +61,10 @@ def make_scheduler(config: STUNetConfig, sampler: str = SAMPLER):
         return DDIMScheduler(clip_sample=False, set_alpha_to_one=True, **common)
     if sampler == "dpm++":
         return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, **common)
+    if sampler == "dpm++3m":
+        return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=3, **common)
+    if sampler == "unipc":
+        return unipc_scheduler()(solver_order=2, predict_x0=True, solver_type="bh2", **common)
     raise ValueError(f"unknown sampler {sampler!r}; choose from {SAMPLERS}")
 
 
