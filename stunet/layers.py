@@ -70,25 +70,27 @@ def column_group_norm(v: torch.Tensor, gn: nn.GroupNorm) -> torch.Tensor:
     """GroupNorm of every position's column, on a grid b c t (h w); returns the same layout.
 
     Equal to ``gn`` applied to (b h w) c t columns: statistics over (channels of a group) x
-    frames, per position. Sums are taken over frames (the outer axis of channels-last memory,
-    where reductions are fast), in fp32 whatever the input dtype.
+    frames, per position. The sums over frames (the outer axis of channels-last memory) are one
+    batched (1 x t) @ (t x (h w c)) product each, accumulated in fp32; normalisation and the affine
+    map are one fused multiply-add in the input's dtype.
     """
     b, c, t, n = v.shape
     g = gn.num_groups
-    u = v.permute(0, 2, 3, 1)                                            # b t n c (contiguous for a grid)
-    s1 = u.sum(1, dtype=torch.float32)                                   # b n c
-    s2 = u.float().square().sum(1)
+    u = v.permute(0, 2, 3, 1).reshape(b, t, n * c)                      # a view for a grid
+    with torch.autocast(u.device.type, enabled=False):                  # sums in fp32: var = E[x^2] - mean^2
+        u32 = u.float()
+        ones = torch.ones(b, 1, t, device=u.device)
+        s1 = torch.bmm(ones, u32).view(b, n, g, c // g).sum(-1, keepdim=True)          # b n g 1
+        s2 = torch.bmm(ones, u32 * u32).view(b, n, g, c // g).sum(-1, keepdim=True)
     count = t * (c // g)
-    mean = s1.reshape(b, n, g, c // g).sum(-1, keepdim=True) / count    # b n g 1
-    var = (s2.reshape(b, n, g, c // g).sum(-1, keepdim=True) / count - mean.square()).clamp_min(0)
-    scale = torch.rsqrt(var + gn.eps).expand(b, n, g, c // g).reshape(b, n, c)
-    if gn.weight is not None:
-        scale = scale * gn.weight
-    shift = -mean.expand(b, n, g, c // g).reshape(b, n, c) * scale
-    if gn.bias is not None:
-        shift = shift + gn.bias
-    y = torch.addcmul(shift.to(u.dtype)[:, None], u, scale.to(u.dtype)[:, None])   # b t n c
-    return y.permute(0, 3, 1, 2)
+    mean = s1 / count
+    r = torch.rsqrt((s2 / count - mean.square()).clamp_min(0) + gn.eps)
+    weight = gn.weight.float().view(g, c // g) if gn.weight is not None else torch.ones(g, c // g, device=u.device)
+    bias = gn.bias.float().view(g, c // g) if gn.bias is not None else torch.zeros(g, c // g, device=u.device)
+    scale = (r * weight).reshape(b, 1, n * c)
+    shift = (bias - mean * r * weight).reshape(b, 1, n * c)
+    y = torch.addcmul(shift.to(u.dtype), u, scale.to(u.dtype))          # b t (n c)
+    return y.view(b, t, n, c).permute(0, 3, 1, 2)
 
 
 def sinusoidal(x: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
