@@ -5,7 +5,7 @@
     stunet generate "a red circle moving left" --seed 0 --out clip.mp4
     stunet generate --prompts prompts.txt --out-dir clips/ --format gif
     stunet train --preset shapes --out runs/shapes      (see stunet.train)
-    stunet eval [--model DIR]                           (see stunet.evaluate)
+    stunet eval [--model DIR]                           (see stunet.shapes.evaluate)
     stunet average RUN_A RUN_B --out DIR [--weights 1,1]   checkpoint averaging
     stunet bench                                        (see stunet.bench)
 """
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         train_main(argv[1:])
         return 0
     if argv and argv[0] == "eval":
-        from .evaluate import main as eval_main
+        from .shapes.evaluate import main as eval_main
         return eval_main(argv[1:]) or 0
     if argv and argv[0] == "bench":
         from .bench import main as bench_main

@@ -33,11 +33,11 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from . import world
 from .checkpoint import save_pretrained
 from .config import STUNetConfig, preset
 from .diffusion import add_noise, alphas_cumprod, target
 from .model import STUNet, inflate
+from .shapes import world
 from .text import Tokenizer
 
 TASKS = ("none", "first_frame", "region", "frames")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stunet.checkpoint import DEFAULT_MODEL, load_pretrained
-from stunet.metrics import evaluate_clip
+from stunet.shapes.metrics import evaluate_clip
 from stunet.pipeline import Pipeline, Settings
 
 

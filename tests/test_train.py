@@ -87,7 +87,7 @@ def test_motion_weights_option_is_checked(capsys):
 
 
 def test_motion_weights_change_what_the_video_batches_draw():
-    from stunet import world
+    from stunet.shapes import world
     cfg = preset("tiny")
     tok = tokenizer_for(cfg)
     # default: clip kinds uniform, and the draw is the one it always was (same rng use as before weights existed)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from stunet import world
+from stunet.shapes import world
 from stunet.text import Tokenizer
 
 
