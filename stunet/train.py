@@ -24,7 +24,6 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,19 +37,14 @@ from .config import STUNetConfig, preset
 from .diffusion import add_noise, alphas_cumprod, target
 from .model import STUNet, inflate
 from .shapes import world
+from .shapes.data import Batch, image_batch, tokenizer_for, video_batch
 from .text import Tokenizer
 
 TASKS = ("none", "first_frame", "region", "frames")
 TASK_PROBS = (0.55, 0.15, 0.10, 0.20)
-CAPTION_DROPOUT = 0.1
 
 
 # ---------------------------------------------------------------------------- data
-def to_tensor(videos: np.ndarray) -> torch.Tensor:
-    """uint8 b t h w 3 -> float b 3 t h w in [-1, 1]"""
-    return torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
-
-
 def make_condition(x0: torch.Tensor, rng: np.random.Generator, task_probs=TASK_PROBS):
     """Masked conditioning clip and mask for a random task per sample (Lumiere section 4)."""
     b, c, t, h, w = x0.shape
@@ -72,31 +66,6 @@ def make_condition(x0: torch.Tensor, rng: np.random.Generator, task_probs=TASK_P
             else:
                 mask[i, :, rng.random(t) < 0.25] = 1
     return x0 * mask, mask, [TASKS[k] for k in tasks]
-
-
-@dataclass
-class Batch:
-    x0: torch.Tensor        # b 3 t h w
-    ids: torch.Tensor       # b l
-    stride: torch.Tensor    # b
-    captions: list[str]
-
-
-def video_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, batch: int,
-                spec_p: np.ndarray | None = None) -> Batch:
-    """``batch`` world clips; clip kinds uniform, or drawn with ``spec_p`` (``world.spec_probs``)."""
-    # One (frames, stride) per batch: the clip always spans cfg.frames base frames.
-    strides = [s for s in cfg.strides if cfg.frames // s >= cfg.temporal_factor
-               and (cfg.frames // s) % cfg.temporal_factor == 0]
-    p = np.array([4.0 if s == 1 else 1.0 for s in strides]); p /= p.sum()
-    stride = int(rng.choice(strides, p=p))
-    frames = cfg.frames // stride
-    clips = [world.make_clip(world.random_spec(rng, p=spec_p), frames, cfg.height, stride,
-                             int(rng.integers(2**62)))
-             for _ in range(batch)]
-    captions = [c.caption if rng.random() >= CAPTION_DROPOUT else "" for c in clips]
-    ids, _ = tok.batch(captions)
-    return Batch(to_tensor(np.stack([c.video for c in clips])), ids, torch.full((batch,), stride), captions)
 
 
 class _BatchStream(torch.utils.data.IterableDataset):
@@ -139,22 +108,6 @@ def batches(batch_fn, rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfi
                                          num_workers=workers, worker_init_fn=_one_thread, prefetch_factor=4)
     for x0, ids, stride, captions in loader:
         yield Batch(torch.as_tensor(x0), torch.as_tensor(ids), torch.as_tensor(stride), captions)
-
-
-def image_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, batch: int) -> Batch:
-    clips = [world.make_clip(world.random_spec(rng), cfg.frames, cfg.height, 1, int(rng.integers(2**62)))
-             for _ in range(batch)]
-    frames = np.stack([c.video[rng.integers(len(c.video))][None] for c in clips])   # b 1 h w 3
-    captions = [c.caption if rng.random() >= CAPTION_DROPOUT else "" for c in clips]
-    ids, _ = tok.batch(captions)
-    return Batch(to_tensor(frames), ids, torch.ones(batch, dtype=torch.long), captions)
-
-
-def tokenizer_for(cfg: STUNetConfig) -> Tokenizer:
-    tok = Tokenizer(world.VOCABULARY, cfg.max_words)
-    if len(tok) > cfg.vocab_size:
-        raise ValueError(f"world vocabulary ({len(tok)}) exceeds config vocab_size ({cfg.vocab_size})")
-    return tok
 
 
 # ---------------------------------------------------------------------------- one step

@@ -23,8 +23,11 @@ def to_uint8(clip: torch.Tensor) -> np.ndarray:
 
 
 def from_uint8(frames: np.ndarray) -> torch.Tensor:
-    """t h w c uint8 -> 1 c t h w in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1)
+    """t h w c uint8 -> 1 c t h w, or a batch b t h w c -> b c t h w; float in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(frames))
+    if x.ndim == 4:
+        x = x[None]
+    return x.permute(0, 4, 1, 2, 3).float().div(127.5).sub(1)
 
 
 def upscale(frames: np.ndarray, scale: int) -> np.ndarray:

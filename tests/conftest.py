@@ -32,7 +32,7 @@ def make_tiny(seed: int = 0, perturb: float = 0.05, **overrides):
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     from stunet.config import preset
-    from stunet.train import tokenizer_for
+    from stunet.shapes.data import tokenizer_for
     return tokenizer_for(preset("tiny"))
 
 

@@ -13,7 +13,8 @@ from stunet.checkpoint import load_pretrained
 from stunet.config import preset
 from stunet.diffusion import alphas_cumprod
 from stunet.model import STUNet
-from stunet.train import TASKS, batches, loss_fn, main, make_condition, tokenizer_for, video_batch
+from stunet.shapes.data import tokenizer_for, video_batch
+from stunet.train import TASKS, batches, loss_fn, main, make_condition
 
 
 def _fixed_loss(model, seed=0, n=4):
