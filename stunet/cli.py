@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -48,13 +47,9 @@ def cmd_info(args) -> int:
     return 0
 
 
-def _slug(text: str, n: int = 40) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n] or "clip"
-
-
 def cmd_generate(args) -> int:
     from .pipeline import Pipeline, Settings
-    from .video import FORMATS, read_image, write_video
+    from .video import FORMATS, read_image, slug, write_video
     if bool(args.prompt) == bool(args.prompts):
         print("error: give a PROMPT or --prompts FILE (not both)", file=sys.stderr)
         return 2
@@ -86,7 +81,7 @@ def cmd_generate(args) -> int:
         gen = pipe(s, first_frame=first)
         if args.prompts:
             fmt = args.format or "mp4"
-            out = Path(args.out_dir) / f"{i:03d}-{_slug(prompt)}.{fmt}"
+            out = Path(args.out_dir) / f"{i:03d}-{slug(prompt)}.{fmt}"
         else:
             out = Path(args.out)
             fmt = args.format or out.suffix.lstrip(".").lower()
