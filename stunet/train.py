@@ -113,8 +113,8 @@ def batches(batch_fn, rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfi
 # ---------------------------------------------------------------------------- one step
 def sample_timesteps(cfg: STUNetConfig, batch: int, gen: torch.Generator,
                      high_noise: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
-    """Diffusion steps n for a batch: uniform, except that a fraction ``high_noise[0]`` of the
-    samples is drawn from the last part of diffusion time, n >= high_noise[1] * train_timesteps.
+    """Diffusion steps (``timesteps``) for a batch: uniform, except that a fraction ``high_noise[0]``
+    of the samples is drawn from the last part of diffusion time, step >= high_noise[1] * train_timesteps.
 
     That is where nothing of the clip is left to read in the noise and the prediction must come
     from the words: where the path of the object (the motion) is decided when sampling. A clip
@@ -124,14 +124,14 @@ def sample_timesteps(cfg: STUNetConfig, batch: int, gen: torch.Generator,
     "perception prioritized training" and Esser et al. 2024's logit-normal timesteps.)
     """
     T = cfg.train_timesteps
-    n = torch.randint(0, T, (batch,), generator=gen)
+    timesteps = torch.randint(0, T, (batch,), generator=gen)
     frac, start = high_noise
     if frac > 0:
         lo = min(int(start * T), T - 1)
         high = torch.randint(lo, T, (batch,), generator=gen)
         pick = torch.rand(batch, generator=gen) < frac
-        n = torch.where(pick, high, n)
-    return n
+        timesteps = torch.where(pick, high, timesteps)
+    return timesteps
 
 
 def loss_fn(model, cfg: STUNetConfig, ac: torch.Tensor, b: Batch, rng: np.random.Generator,
@@ -139,15 +139,15 @@ def loss_fn(model, cfg: STUNetConfig, ac: torch.Tensor, b: Batch, rng: np.random
     # Randomness is drawn on the CPU (same numbers on any device), then moved.
     net = model.module if hasattr(model, "module") else model
     dev = next(net.parameters()).device
-    n = sample_timesteps(cfg, b.x0.shape[0], gen, high_noise)
+    timesteps = sample_timesteps(cfg, b.x0.shape[0], gen, high_noise)
     noise = torch.randn(b.x0.shape, generator=gen)
     cond, mask, _ = make_condition(b.x0, rng, task_probs)
-    x0, noise, n, cond, mask = (t.to(dev) for t in (b.x0, noise, n, cond, mask))
+    x0, noise, timesteps, cond, mask = (v.to(dev) for v in (b.x0, noise, timesteps, cond, mask))
     ac = ac.to(dev)
-    x_t = add_noise(ac, x0, noise, n)
+    x_t = add_noise(ac, x0, noise, timesteps)
     text = net.encode_text(b.ids.to(dev))
-    out = model(x_t, n, text, b.stride.to(dev), cond, mask)
-    return torch.nn.functional.mse_loss(out.float(), target(cfg, ac, x0, noise, n))
+    out = model(x_t, timesteps, text, b.stride.to(dev), cond, mask)
+    return torch.nn.functional.mse_loss(out.float(), target(cfg, ac, x0, noise, timesteps))
 
 
 # ---------------------------------------------------------------------------- state (no pickle)
