@@ -16,6 +16,11 @@ def test_world_is_deterministic_by_seed():
     assert s1 == s2
 
 
+def test_the_sampled_specs_cover_every_motion():
+    """test_caption_and_metadata_agree checks each motion in its own branch: every branch must run."""
+    assert {s.motion for s in world.all_specs()[::7]} == set(world.MOTIONS)
+
+
 @pytest.mark.parametrize("spec", world.all_specs()[::7])
 def test_caption_and_metadata_agree(spec):
     clip = world.make_clip(spec, frames=32, size=32, seed=hash(spec.caption) % 1000)
