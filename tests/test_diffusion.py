@@ -74,6 +74,7 @@ def test_high_noise_timestep_sampling():
     assert torch.equal(a, sample_timesteps(cfg, 64, torch.Generator().manual_seed(3), (0.25, 0.94)))
 
 
+@pytest.mark.integration
 def test_schedulers_can_be_made_from_many_threads_at_once_in_a_fresh_process():
     """diffusers' lazy top-level names broke when two threads resolved them at once (the studio's
     warm-up thread and a Generate request: "cannot import name 'DDIMScheduler'"); a fresh
