@@ -44,6 +44,7 @@ def test_bad_noise_shift_is_refused(bad):
         preset("tiny", noise_shift=bad)
 
 
+@pytest.mark.slow
 def test_resume_with_a_new_noise_shift_fine_tunes_under_it(tmp_path):
     out = tmp_path / "run"
     args = ["--preset", "tiny", "--out", str(out), "--image-steps", "2", "--video-steps", "3", "--batch", "2",
