@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from stunet.checkpoint import load_pretrained
 from stunet.diffusion import alphas_cumprod
-from stunet.train import loss_fn, main as train, tokenizer_for, video_batch
+from stunet.shapes.data import tokenizer_for, video_batch
+from stunet.train import loss_fn, main as train
 
 
 def validation_loss(model, batches: int = 16, batch: int = 8) -> float:

@@ -6,7 +6,7 @@ Run it while training goes (it copies the checkpoint first, so the trainer can k
 
 Each line: the video step the checkpoint was saved at, and the model's colour / shape / motion /
 coherence / all-four / motion-ignoring-speed percentages on the fixed prompt set
-(``stunet.evaluate``; same settings as ``python -m stunet eval`` apart from the seeds).
+(``stunet.shapes.evaluate``; same settings as ``python -m stunet eval`` apart from the seeds).
 """
 import argparse
 import json
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from stunet.checkpoint import CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME, load_pretrained
 from stunet.defaults import GUIDANCE as DEFAULT_GUIDANCE
-from stunet.evaluate import evaluate_model
+from stunet.shapes.evaluate import evaluate_model
 
 
 def main(argv=None) -> int:

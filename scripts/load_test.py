@@ -43,7 +43,7 @@ def tiny_checkpoint(directory: str | Path) -> Path:
     from stunet.checkpoint import save_pretrained
     from stunet.config import preset
     from stunet.model import STUNet
-    from stunet.train import tokenizer_for
+    from stunet.shapes.data import tokenizer_for
     torch.manual_seed(0)
     cfg = preset("tiny")
     model = STUNet(cfg).eval()

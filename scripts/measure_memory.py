@@ -49,7 +49,7 @@ def main(argv=None) -> dict:
     else:
         from stunet.config import preset
         from stunet.model import STUNet
-        from stunet.train import tokenizer_for
+        from stunet.shapes.data import tokenizer_for
         torch.manual_seed(0)
         cfg = preset(args.preset)
         pipe = Pipeline(STUNet(cfg).eval(), tokenizer_for(cfg))

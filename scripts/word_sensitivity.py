@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 
 from stunet.checkpoint import default_model_dir, load_pretrained
 from stunet.diffusion import add_noise, alphas_cumprod
-from stunet.train import to_tensor
-from stunet.world import ClipSpec, make_clip
+from stunet.shapes.data import to_tensor
+from stunet.shapes.world import ClipSpec, make_clip
 
 SWAPS = {"motion (left -> right)": "a red circle moving right", "motion (left -> still)": "a red circle standing still",
          "colour (red -> blue)": "a blue circle moving left", "shape (circle -> square)": "a red square moving left",

@@ -5,7 +5,7 @@
     stunet generate "a red circle moving left" --seed 0 --out clip.mp4
     stunet generate --prompts prompts.txt --out-dir clips/ --format gif
     stunet train --preset shapes --out runs/shapes      (see stunet.train)
-    stunet eval [--model DIR]                           (see stunet.evaluate)
+    stunet eval [--model DIR]                           (see stunet.shapes.evaluate)
     stunet average RUN_A RUN_B --out DIR [--weights 1,1]   checkpoint averaging
     stunet bench                                        (a source checkout's benchmarks/)
     stunet space export|check|push DIR                  Hugging Face Space (see stunet.space)
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -49,13 +48,9 @@ def cmd_info(args) -> int:
     return 0
 
 
-def _slug(text: str, n: int = 40) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n] or "clip"
-
-
 def cmd_generate(args) -> int:
     from .pipeline import Pipeline, Settings
-    from .video import FORMATS, read_image, write_video
+    from .video import FORMATS, read_image, slug, write_video
     if bool(args.prompt) == bool(args.prompts):
         print("error: give a PROMPT or --prompts FILE (not both)", file=sys.stderr)
         return 2
@@ -88,7 +83,7 @@ def cmd_generate(args) -> int:
         gen = pipe(s, first_frame=first)
         if args.prompts:
             fmt = args.format or "mp4"
-            out = Path(args.out_dir) / f"{i:03d}-{_slug(prompt)}.{fmt}"
+            out = Path(args.out_dir) / f"{i:03d}-{slug(prompt)}.{fmt}"
         else:
             out = Path(args.out)
             fmt = args.format or out.suffix.lstrip(".").lower()
@@ -165,7 +160,7 @@ def main(argv=None) -> int:
         train_main(argv[1:])
         return 0
     if argv and argv[0] == "eval":
-        from .evaluate import main as eval_main
+        from .shapes.evaluate import main as eval_main
         return eval_main(argv[1:]) or 0
     if argv and argv[0] == "bench":
         return cmd_bench(argv[1:])

@@ -3,7 +3,8 @@
 Notation used across the package (as in nanoGPT / lumiere-pytorch):
     b  batch            c  channels         t  frames (the clip's time axis)
     h  height           w  width            l  text tokens
-    n  diffusion timestep (the *noise* time, never the frame axis)
+Diffusion (noise) time is the *step* or *timestep*, ``timesteps`` in code (integer indices
+into the noise schedule), never ``t``; only ``x_t``, the noisy clip, keeps its usual name.
 
 A config is passed whole. ``validate`` runs in ``__post_init__`` so absurd values
 (from a hand-edited or hostile ``config.json``) fail before any tensor is allocated.
@@ -66,7 +67,7 @@ class STUNetConfig:
     train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "v_prediction"
-    # Shift of the noise schedule toward noise: log-SNR(n) - 2 log(noise_shift) (Hoogeboom et al.
+    # Shift of the noise schedule toward noise: log-SNR(step) - 2 log(noise_shift) (Hoogeboom et al.
     # 2023, "simple diffusion"; Chen 2023). A clip has far more pixels than one frame, so at the
     # unshifted cosine schedule the object's path is still visible through the noise almost to the
     # end and the network never has to learn motion from the words. 1.0 = the schedule as named.

@@ -76,22 +76,24 @@ def expand(a: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return a.reshape(-1, *([1] * (like.ndim - 1)))
 
 
-def add_noise(ac: torch.Tensor, x0, noise, t):
-    a = expand(ac[t].sqrt(), x0)
-    s = expand((1 - ac[t]).sqrt(), x0)
+def add_noise(ac: torch.Tensor, x0, noise, timesteps):
+    """x_t: the clean clip ``x0`` noised to diffusion step(s) ``timesteps`` (one per sample)."""
+    a = expand(ac[timesteps].sqrt(), x0)
+    s = expand((1 - ac[timesteps]).sqrt(), x0)
     return a * x0 + s * noise
 
 
-def target(config: STUNetConfig, ac, x0, noise, t):
+def target(config: STUNetConfig, ac, x0, noise, timesteps):
+    """What the network learns to output at ``timesteps``: the noise (epsilon) or v."""
     if config.prediction_type == "epsilon":
         return noise
-    return expand(ac[t].sqrt(), x0) * noise - expand((1 - ac[t]).sqrt(), x0) * x0
+    return expand(ac[timesteps].sqrt(), x0) * noise - expand((1 - ac[timesteps]).sqrt(), x0) * x0
 
 
-def predict_x0(config: STUNetConfig, ac, x_t, model_out, t):
-    """x0-hat from the network output at diffusion step(s) t."""
-    a = expand(ac[t].sqrt(), x_t)
-    s = expand((1 - ac[t]).sqrt(), x_t)
+def predict_x0(config: STUNetConfig, ac, x_t, model_out, timesteps):
+    """x0-hat from the network output at diffusion step(s) ``timesteps``."""
+    a = expand(ac[timesteps].sqrt(), x_t)
+    s = expand((1 - ac[timesteps]).sqrt(), x_t)
     if config.prediction_type == "epsilon":
         return (x_t - s * model_out) / a.clamp_min(1e-4)
     return a * x_t - s * model_out

@@ -24,7 +24,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,6 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from . import world
 from .checkpoint import ema_checkpoint_dir, load_resume_ema, save_pretrained
 from .config import STUNetConfig, preset
 from .defaults import PRECISION, PRECISIONS
@@ -41,19 +39,15 @@ from .diffusion import add_noise, alphas_cumprod, target
 from .model import STUNet, inflate
 from .precision import Precision
 from .precision import resolve as resolve_precision
+from .shapes import world
+from .shapes.data import Batch, image_batch, tokenizer_for, video_batch
 from .text import Tokenizer
 
 TASKS = ("none", "first_frame", "region", "frames")
 TASK_PROBS = (0.55, 0.15, 0.10, 0.20)
-CAPTION_DROPOUT = 0.1
 
 
 # ---------------------------------------------------------------------------- data
-def to_tensor(videos: np.ndarray) -> torch.Tensor:
-    """uint8 b t h w 3 -> float b 3 t h w in [-1, 1]"""
-    return torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
-
-
 def make_condition(x0: torch.Tensor, rng: np.random.Generator, task_probs=TASK_PROBS):
     """Masked conditioning clip and mask for a random task per sample (Lumiere section 4)."""
     b, c, t, h, w = x0.shape
@@ -75,31 +69,6 @@ def make_condition(x0: torch.Tensor, rng: np.random.Generator, task_probs=TASK_P
             else:
                 mask[i, :, rng.random(t) < 0.25] = 1
     return x0 * mask, mask, [TASKS[k] for k in tasks]
-
-
-@dataclass
-class Batch:
-    x0: torch.Tensor        # b 3 t h w
-    ids: torch.Tensor       # b l
-    stride: torch.Tensor    # b
-    captions: list[str]
-
-
-def video_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, batch: int,
-                spec_p: np.ndarray | None = None) -> Batch:
-    """``batch`` world clips; clip kinds uniform, or drawn with ``spec_p`` (``world.spec_probs``)."""
-    # One (frames, stride) per batch: the clip always spans cfg.frames base frames.
-    strides = [s for s in cfg.strides if cfg.frames // s >= cfg.temporal_factor
-               and (cfg.frames // s) % cfg.temporal_factor == 0]
-    p = np.array([4.0 if s == 1 else 1.0 for s in strides]); p /= p.sum()
-    stride = int(rng.choice(strides, p=p))
-    frames = cfg.frames // stride
-    clips = [world.make_clip(world.random_spec(rng, p=spec_p), frames, cfg.height, stride,
-                             int(rng.integers(2**62)))
-             for _ in range(batch)]
-    captions = [c.caption if rng.random() >= CAPTION_DROPOUT else "" for c in clips]
-    ids, _ = tok.batch(captions)
-    return Batch(to_tensor(np.stack([c.video for c in clips])), ids, torch.full((batch,), stride), captions)
 
 
 class _BatchStream(torch.utils.data.IterableDataset):
@@ -144,27 +113,11 @@ def batches(batch_fn, rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfi
         yield Batch(torch.as_tensor(x0), torch.as_tensor(ids), torch.as_tensor(stride), captions)
 
 
-def image_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, batch: int) -> Batch:
-    clips = [world.make_clip(world.random_spec(rng), cfg.frames, cfg.height, 1, int(rng.integers(2**62)))
-             for _ in range(batch)]
-    frames = np.stack([c.video[rng.integers(len(c.video))][None] for c in clips])   # b 1 h w 3
-    captions = [c.caption if rng.random() >= CAPTION_DROPOUT else "" for c in clips]
-    ids, _ = tok.batch(captions)
-    return Batch(to_tensor(frames), ids, torch.ones(batch, dtype=torch.long), captions)
-
-
-def tokenizer_for(cfg: STUNetConfig) -> Tokenizer:
-    tok = Tokenizer(world.VOCABULARY, cfg.max_words)
-    if len(tok) > cfg.vocab_size:
-        raise ValueError(f"world vocabulary ({len(tok)}) exceeds config vocab_size ({cfg.vocab_size})")
-    return tok
-
-
 # ---------------------------------------------------------------------------- one step
 def sample_timesteps(cfg: STUNetConfig, batch: int, gen: torch.Generator,
                      high_noise: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
-    """Diffusion steps n for a batch: uniform, except that a fraction ``high_noise[0]`` of the
-    samples is drawn from the last part of diffusion time, n >= high_noise[1] * train_timesteps.
+    """Diffusion steps (``timesteps``) for a batch: uniform, except that a fraction ``high_noise[0]``
+    of the samples is drawn from the last part of diffusion time, step >= high_noise[1] * train_timesteps.
 
     That is where nothing of the clip is left to read in the noise and the prediction must come
     from the words: where the path of the object (the motion) is decided when sampling. A clip
@@ -174,14 +127,14 @@ def sample_timesteps(cfg: STUNetConfig, batch: int, gen: torch.Generator,
     "perception prioritized training" and Esser et al. 2024's logit-normal timesteps.)
     """
     T = cfg.train_timesteps
-    n = torch.randint(0, T, (batch,), generator=gen)
+    timesteps = torch.randint(0, T, (batch,), generator=gen)
     frac, start = high_noise
     if frac > 0:
         lo = min(int(start * T), T - 1)
         high = torch.randint(lo, T, (batch,), generator=gen)
         pick = torch.rand(batch, generator=gen) < frac
-        n = torch.where(pick, high, n)
-    return n
+        timesteps = torch.where(pick, high, timesteps)
+    return timesteps
 
 
 def loss_fn(model, cfg: STUNetConfig, ac: torch.Tensor, b: Batch, rng: np.random.Generator,
@@ -189,15 +142,15 @@ def loss_fn(model, cfg: STUNetConfig, ac: torch.Tensor, b: Batch, rng: np.random
     # Randomness is drawn on the CPU (same numbers on any device), then moved.
     net = model.module if hasattr(model, "module") else model
     dev = next(net.parameters()).device
-    n = sample_timesteps(cfg, b.x0.shape[0], gen, high_noise)
+    timesteps = sample_timesteps(cfg, b.x0.shape[0], gen, high_noise)
     noise = torch.randn(b.x0.shape, generator=gen)
     cond, mask, _ = make_condition(b.x0, rng, task_probs)
-    x0, noise, n, cond, mask = (t.to(dev) for t in (b.x0, noise, n, cond, mask))
+    x0, noise, timesteps, cond, mask = (v.to(dev) for v in (b.x0, noise, timesteps, cond, mask))
     ac = ac.to(dev)
-    x_t = add_noise(ac, x0, noise, n)
+    x_t = add_noise(ac, x0, noise, timesteps)
     text = net.encode_text(b.ids.to(dev))
-    out = model(x_t, n, text, b.stride.to(dev), cond, mask)
-    return torch.nn.functional.mse_loss(out.float(), target(cfg, ac, x0, noise, n))
+    out = model(x_t, timesteps, text, b.stride.to(dev), cond, mask)
+    return torch.nn.functional.mse_loss(out.float(), target(cfg, ac, x0, noise, timesteps))
 
 
 # ---------------------------------------------------------------------------- state (no pickle)

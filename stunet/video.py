@@ -1,7 +1,8 @@
-"""Video I/O: tensors <-> uint8 frames, H.264 MP4 / GIF / .npy writers, safe image reading."""
+"""Video I/O: tensors <-> uint8 frames, H.264 MP4 / GIF / .npy writers, file names, safe image reading."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from struct import error as struct_error
 
@@ -23,8 +24,16 @@ def to_uint8(clip: torch.Tensor) -> np.ndarray:
 
 
 def from_uint8(frames: np.ndarray) -> torch.Tensor:
-    """t h w c uint8 -> 1 c t h w in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1)
+    """t h w c uint8 -> 1 c t h w, or a batch b t h w c -> b c t h w; float in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(frames))
+    if x.ndim == 4:
+        x = x[None]
+    return x.permute(0, 4, 1, 2, 3).float().div(127.5).sub(1)
+
+
+def slug(text: str, n: int = 40) -> str:
+    """A file-name part from a prompt: lower-case words joined by '-', at most ``n`` characters."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n] or "clip"
 
 
 def upscale(frames: np.ndarray, scale: int) -> np.ndarray:

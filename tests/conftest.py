@@ -1,9 +1,17 @@
-"""Shared fixtures: tiny, seeded models and checkpoints (unit tests never need the shipped model)."""
+"""Shared fixtures: tiny, seeded models and checkpoints (unit tests never need the shipped model),
+a free port, the studio launched on a checkpoint, a model that records its calls.
+
+Tiers (markers registered in pyproject.toml): unmarked tests are the unit tier, run by default
+(library and in-process handlers); ``integration`` (a launched server, or a subprocess of the app or
+the command line), ``browser`` (a real Chromium) and ``slow`` (load, fuzz, memory) run on request:
+``python -m pytest -m "integration or browser or slow"``.
+"""
 from __future__ import annotations
 
 import contextlib
 import importlib.util
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -32,7 +40,7 @@ def make_tiny(seed: int = 0, perturb: float = 0.05, **overrides):
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     from stunet.config import preset
-    from stunet.train import tokenizer_for
+    from stunet.shapes.data import tokenizer_for
     return tokenizer_for(preset("tiny"))
 
 
@@ -73,3 +81,40 @@ def load_script(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def model_env(model_dir):
+    """``STUNET_MODEL`` set to ``model_dir`` inside the block, restored (or removed) after it."""
+    old = os.environ.get("STUNET_MODEL")
+    os.environ["STUNET_MODEL"] = str(model_dir)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("STUNET_MODEL", None)
+        else:
+            os.environ["STUNET_MODEL"] = old
+
+
+@contextlib.contextmanager
+def launched_app(model_dir, **build_kw):
+    """(demo, url): the studio on ``model_dir`` (also ``STUNET_MODEL``, so the app's launch options
+    block that folder), launched on a free local port with those options; closed afterwards."""
+    from demo.app import build_demo, launch_options
+    from stunet.pipeline import Pipeline
+    with model_env(model_dir):
+        d = build_demo(Pipeline.from_pretrained(model_dir), warm=False, **build_kw)
+        _, url, _ = d.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
+                             quiet=True, **launch_options())
+        try:
+            yield d, url
+        finally:
+            d.close()

@@ -1,10 +1,9 @@
-"""The studio through gradio_client against the launched app (tiny checkpoint via STUNET_MODEL)."""
+"""The studio through gradio_client against the launched app (tiny checkpoint via STUNET_MODEL): integration tier."""
 from __future__ import annotations
 
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -13,38 +12,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port, model_env
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 PROMPT = "a red circle moving right"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def app(tiny_checkpoint):
     """The module-level ``demo`` (built lazily on the shared pipeline), launched on a free port."""
-    old = os.environ.get("STUNET_MODEL")
-    os.environ["STUNET_MODEL"] = str(tiny_checkpoint)
-    import demo.app as m
-    m._PIPELINE = None                      # load from STUNET_MODEL, whatever ran before
-    m.__dict__.pop("demo", None)
-    d = m.demo
-    _, url, _ = d.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-                         **m.launch_options())
-    yield d, url
-    d.close()
-    m.__dict__.pop("demo", None)
-    m._PIPELINE = None
-    if old is None:
-        os.environ.pop("STUNET_MODEL", None)
-    else:
-        os.environ["STUNET_MODEL"] = old
+    with model_env(tiny_checkpoint):
+        import demo.app as m
+        m._PIPELINE = None                      # load from STUNET_MODEL, whatever ran before
+        m.__dict__.pop("demo", None)
+        d = m.demo
+        _, url, _ = d.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
+                             **m.launch_options())
+        yield d, url
+        d.close()
+        m.__dict__.pop("demo", None)
+        m._PIPELINE = None
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from pathlib import Path
 
 import pytest
+from conftest import launched_app
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -37,16 +37,8 @@ def _need_chromium():
 @pytest.fixture(scope="module")
 def url(tiny_checkpoint):
     _need_chromium()
-    from demo.app import build_demo, launch_options
-    from stunet.pipeline import Pipeline
-    d = build_demo(Pipeline.from_pretrained(tiny_checkpoint), warm=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _, local, _ = d.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
-                           **launch_options())
-    yield local
-    d.close()
+    with launched_app(tiny_checkpoint) as (_, local):
+        yield local
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ def test_info_text_and_model_dir(capsys, tiny_checkpoint):
     assert main(["info", "--preset", "nope"]) == 1
 
 
+@pytest.mark.integration
 def test_python_dash_m_entry_point():
     r = subprocess.run([sys.executable, "-m", "stunet", "info", "--preset", "tiny", "--json"],
                        capture_output=True, text=True, timeout=120)

@@ -44,6 +44,7 @@ def test_bad_noise_shift_is_refused(bad):
         preset("tiny", noise_shift=bad)
 
 
+@pytest.mark.slow
 def test_resume_with_a_new_noise_shift_fine_tunes_under_it(tmp_path):
     out = tmp_path / "run"
     args = ["--preset", "tiny", "--out", str(out), "--image-steps", "2", "--video-steps", "3", "--batch", "2",
@@ -74,6 +75,7 @@ def test_high_noise_timestep_sampling():
     assert torch.equal(a, sample_timesteps(cfg, 64, torch.Generator().manual_seed(3), (0.25, 0.94)))
 
 
+@pytest.mark.integration
 def test_schedulers_can_be_made_from_many_threads_at_once_in_a_fresh_process():
     """diffusers' lazy top-level names broke when two threads resolved them at once (the studio's
     warm-up thread and a Generate request: "cannot import name 'DDIMScheduler'"); a fresh

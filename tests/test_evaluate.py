@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from stunet import evaluate as E
-from stunet import world
+from stunet.shapes import evaluate as E
+from stunet.shapes import world
 
 
 def test_default_prompts_cover_the_vocabulary():
@@ -41,7 +41,7 @@ def test_ceiling_is_perfect_on_the_default_prompts():
 
 
 def test_summary_and_verdicts():
-    from stunet.metrics import evaluate_clip
+    from stunet.shapes.metrics import evaluate_clip
     good = [evaluate_clip(world.make_clip(world.parse_caption(p), 32, 32, seed=i).video, p)
             for i, p in enumerate(E.default_prompts()[:10])]
     # the same clips scored against the wrong colour: colour drops to 0, the rest stays

@@ -7,6 +7,7 @@ import torch
 
 from stunet.inspect import Inspector
 from stunet.pipeline import Pipeline, Settings
+from stunet.video import from_uint8
 
 
 def _hooks(model):
@@ -40,7 +41,7 @@ def test_records_features_attention_and_x0(pipe):
     assert sorted(rec.x0) == [0, 1, 2, 3] and rec.x0[3].shape == (3, 8, 16, 16)
     assert set(rec.timesteps) == {0, 1, 2, 3}
     # x0 recorded at the last step is the clip
-    final = torch.from_numpy(gen.video).permute(3, 0, 1, 2).float() / 127.5 - 1
+    final = from_uint8(gen.video)[0]
     assert (rec.x0[3].float().clamp(-1, 1) - final).abs().max() < 0.02
     npz = np.load(__import__("io").BytesIO(rec.to_npz()))
     assert "features/003/enc0" in npz.files and "x0/000" in npz.files

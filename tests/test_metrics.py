@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stunet import metrics as M
-from stunet import world
-from stunet.world import ClipSpec
+from stunet.shapes import metrics as M
+from stunet.shapes import world
+from stunet.shapes.world import ClipSpec
 
 SPECS = world.all_specs()
 

@@ -151,10 +151,14 @@ def test_temporal_resampling_init_is_nearest_neighbour():
 
 def test_temporal_attention_and_convs_start_as_identity():
     m = STUNet(preset("tiny"))
+    zero_init = ("temporal_conv.conv2.weight", "temporal_attn.0.proj.weight", "temporal_attn.0.ff.2.weight",
+                 "stride_mlp.2.weight")
+    checked = set()
     for name, p in m.named_parameters():
-        if name.endswith(("temporal_conv.conv2.weight", "temporal_attn.0.proj.weight", "temporal_attn.0.ff.2.weight",
-                          "stride_mlp.2.weight")):
+        if name.endswith(zero_init):
             assert torch.count_nonzero(p) == 0, name
+            checked.add(next(s for s in zero_init if name.endswith(s)))
+    assert checked == set(zero_init), f"no parameter named like {set(zero_init) - checked}"
 
 
 def test_frame_rate_conditioning_changes_the_output_once_trained():

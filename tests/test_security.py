@@ -5,8 +5,9 @@ sample at once (production samples one at a time: two makes the RNG-isolation te
 A copy of the checkpoint sits inside Gradio's upload folder, a place the file route would
 otherwise serve, so only ``blocked_paths`` keeps it out.
 
-    python -m pytest tests/test_security.py                  # the fast checks (default run)
-    STUNET_FUZZ_EXAMPLES=2000 python -m pytest tests/test_security.py -k fuzz    # a longer fuzz
+    python -m pytest tests/test_security.py                  # the unit checks (default run)
+    python -m pytest -m integration tests/test_security.py   # the checks against the launched app
+    STUNET_FUZZ_EXAMPLES=2000 python -m pytest -m integration tests/test_security.py -k fuzz    # a longer fuzz
     python -m pytest -m slow tests/test_security.py          # 1000 fuzz examples
     (load, the 100-request plateau and the largest request's memory: tests/test_reliability_load.py)
 """
@@ -20,8 +21,8 @@ import json
 import logging
 import os
 import re
+import resource
 import shutil
-import socket
 import struct
 import threading
 import time
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import slow_model
+from conftest import launched_app, slow_model
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "a red circle moving right"
@@ -42,12 +43,6 @@ pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
 
 
 # ============================================================================ helpers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_until(cond, timeout: float, every: float = 0.02) -> bool:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
@@ -136,26 +131,15 @@ def is_clear_message(msg) -> bool:
 def app(tiny_checkpoint):
     """(demo, url, checkpoint dir inside the upload folder); generate concurrency 2."""
     from gradio.utils import get_upload_folder
-    from demo.app import build_demo, launch_options
-    from stunet.pipeline import Pipeline
     upload = Path(get_upload_folder())
     upload.mkdir(parents=True, exist_ok=True)
     ckpt = upload / f"stunet-security-ckpt-{uuid.uuid4().hex[:8]}"
     shutil.copytree(tiny_checkpoint, ckpt)
-    old = os.environ.get("STUNET_MODEL")
-    os.environ["STUNET_MODEL"] = str(ckpt)            # launch_options() blocks this folder
-    d = build_demo(Pipeline.from_pretrained(ckpt), warm=False, generate_concurrency=2)
-    _, url, _ = d.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-                         **launch_options())
     try:
-        yield d, url, ckpt
+        with launched_app(ckpt, generate_concurrency=2) as (d, url):   # STUNET_MODEL: launch_options() blocks it
+            yield d, url, ckpt
     finally:
-        d.close()
         shutil.rmtree(ckpt, ignore_errors=True)
-        if old is None:
-            os.environ.pop("STUNET_MODEL", None)
-        else:
-            os.environ["STUNET_MODEL"] = old
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +173,7 @@ def video_of(result) -> np.ndarray:
 
 
 # ============================================================================ 1. reproducible
+@pytest.mark.integration
 def test_same_seed_same_clip_in_process_bit_for_bit_even_from_threads(studio, monkeypatch):
     """The uint8 clip itself (each with its own Inspector, as the handler runs it), sequential vs 8 threads
     sampling at once with mixed seeds. Video files are not written here (the API test below does)."""
@@ -207,6 +192,7 @@ def test_same_seed_same_clip_in_process_bit_for_bit_even_from_threads(studio, mo
     assert not np.array_equal(sequential[1], sequential[3])
 
 
+@pytest.mark.integration
 def test_eight_concurrent_api_calls_equal_their_sequential_twins(url, client):
     calls = [(PROMPT, 11, 2, 3.0, 8), ("a blue square spinning", 12, 2, 2.0, 8), (PROMPT, 11, 2, 3.0, 8),
              ("a green triangle bouncing", 13, 1, 3.0, 12), (PROMPT, 14, 2, 1.0, 8),
@@ -244,17 +230,20 @@ LIMIT_CASES = [   # (args after the prompt ..., what the message must name)
 ]
 
 
-def test_every_limit_is_checked_on_the_server_and_named(url):
-    """Raw API calls (no widget, no client-side check): each over-limit value gets a message naming the limit."""
+@pytest.mark.integration
+def test_every_limit_is_checked_on_the_server_and_named(url, studio):
+    """Raw API calls (no widget, no client-side check): each over-limit value gets a message naming the limit,
+    before any model call."""
     for args, msg in LIMIT_CASES:
         data = list(args) + ["dpm++", 1, 8][len(args) - 5:] + [None]     # all nine inputs; no first frame
-        t0 = time.monotonic()
-        kind, err = raw_call(url, data)
+        with slow_model(studio.pipe.model, 0) as calls:
+            kind, err = raw_call(url, data)
         assert kind == "error" and msg in err, (args, kind, err)
-        assert time.monotonic() - t0 < 2.0, args
+        assert not calls, args                                          # refused before sampling
         assert is_clear_message(err)
 
 
+@pytest.mark.integration
 def test_widget_bounds_match_the_server_limits(app):
     from demo import limits as L
     d = app[0]
@@ -288,13 +277,13 @@ BAD_PROMPTS = {
 }
 
 
-def test_bad_prompts_get_clear_escaped_errors_fast(client):
+@pytest.mark.integration
+def test_bad_prompts_get_clear_escaped_errors_fast(client, studio):
     from gradio_client.exceptions import AppError
     for prompt, msg in BAD_PROMPTS.items():
-        t0 = time.monotonic()
-        with pytest.raises(AppError) as e:
+        with slow_model(studio.pipe.model, 0) as calls, pytest.raises(AppError) as e:
             client.predict(prompt, 0, 1, 3.0, 8, api_name="/generate")
-        assert time.monotonic() - t0 < 2.0, prompt
+        assert not calls, prompt                                        # refused before any model call
         text = str(e.value)
         assert msg in text, (prompt, text)
         assert "<script" not in text and "<img" not in text and is_clear_message(text)
@@ -303,6 +292,7 @@ def test_bad_prompts_get_clear_escaped_errors_fast(client):
             client.predict(value, 0, 1, 3.0, 8, api_name="/generate")
 
 
+@pytest.mark.integration
 def test_html_in_a_valid_prompt_is_escaped_in_the_status(client):
     res = client.predict("a red circle <img src=x onerror=alert(1)> [x](javascript:alert(1))", 0, 1, 3.0, 4,
                          api_name="/generate")
@@ -311,17 +301,18 @@ def test_html_in_a_valid_prompt_is_escaped_in_the_status(client):
     assert "<img" not in status and "](javascript" not in status
 
 
-def test_malformed_raw_calls_are_refused_without_internals(url):
+@pytest.mark.integration
+def test_malformed_raw_calls_are_refused_without_internals(url, studio):
     for body in ['{"data": ["a red circle", NaN, 1, 3.0, 8, "dpm++", 1, 8, null]}',
                  '{"data": ["a red circle", 0, 1, Infinity, 8, "dpm++", 1, 8, null]}',
                  '{"data": ["a red circle", 0, 1, 1e999, 8, "dpm++", 1, 8, null]}',
                  '{"data": ["a red \\ud800 circle", 0, 1, 3.0, 8, "dpm++", 1, 8, null]}',
                  '{"data": ["a red circle", {"a": [1, 2]}, [], "x", true, ["dpm++"], null, "8", null]}',
                  '{"data": []}', '{"data": "x"}', 'not json', '{"data": ["' + "a" * 100_000 + '"]}']:
-        t0 = time.monotonic()
-        kind, err = raw_call(url, body)
+        with slow_model(studio.pipe.model, 0) as calls:
+            kind, err = raw_call(url, body)
         assert kind != "complete", body[:80]
-        assert time.monotonic() - t0 < 2.0
+        assert not calls, body[:80]                                     # refused before any model call
         text = json.dumps(err)
         assert "Traceback" not in text and "/tmp/" not in text and "/work/" not in text and "site-packages" not in text
 
@@ -334,16 +325,16 @@ def _upload(url, name, data) -> dict:
     return {"path": r.json()[0], "orig_name": name, "meta": {"_type": "gradio.FileData"}}
 
 
-def test_bad_uploads_get_clear_errors_fast_and_the_server_keeps_serving(client, tmp_path):
+@pytest.mark.integration
+def test_bad_uploads_get_clear_errors_fast_and_the_server_keeps_serving(client, studio, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
     for name, (data, msg) in BAD_UPLOADS.items():
         p = tmp_path / name
         p.write_bytes(data)
-        t0 = time.monotonic()
-        with pytest.raises(AppError) as e:
+        with slow_model(studio.pipe.model, 0) as calls, pytest.raises(AppError) as e:
             client.predict(PROMPT, 0, 1, 3.0, 8, "dpm++", 1, 8, handle_file(str(p)), api_name="/generate")
-        assert time.monotonic() - t0 < 2.0, name
+        assert not calls, name                                          # refused before any model call
         assert msg in str(e.value) and "first-frame image was refused" in str(e.value), (name, str(e.value))
         assert is_clear_message(str(e.value))
     good = tmp_path / "first.png"
@@ -352,6 +343,7 @@ def test_bad_uploads_get_clear_errors_fast_and_the_server_keeps_serving(client, 
     assert res[3]["first_frame"] == "uploaded image" and "from your first frame" in res[5]
 
 
+@pytest.mark.integration
 def test_first_frame_conditions_the_clip(studio, tmp_path, monkeypatch):
     """The upload really is the first frame (image-to-video), read at the model's size."""
     import demo.studio as S
@@ -366,6 +358,7 @@ def test_first_frame_conditions_the_clip(studio, tmp_path, monkeypatch):
     assert not np.array_equal(rec.video, plain.video)
 
 
+@pytest.mark.integration
 def test_first_frame_must_be_an_upload_of_this_app(url, app):
     ckpt = app[2]
     secret = png(16, 16, seed=5)
@@ -383,6 +376,7 @@ def test_first_frame_must_be_an_upload_of_this_app(url, app):
         outside.unlink()
 
 
+@pytest.mark.integration
 def test_oversized_uploads_are_refused_at_the_door(url):
     import httpx
     from demo import limits as L
@@ -400,6 +394,7 @@ def test_oversized_uploads_are_refused_at_the_door(url):
     assert httpx.get(f"{url}gradio_api/info", timeout=10).status_code == 200      # still serving
 
 
+@pytest.mark.integration
 def test_every_file_input_is_one_we_test(app):
     """If a file input (video, audio, file...) is added, this fails until its bad-upload tests exist here."""
     import gradio as gr
@@ -449,6 +444,7 @@ def _strategies():
     return valid, junk, mutate
 
 
+@pytest.mark.integration
 def test_fuzz_generate_api(url, client, studio):
     """Hypothesis over /generate: every call either succeeds with exactly the asked settings, or fails with the
     message the server-side check gives (escaped), quickly; never an internal error; the server keeps serving."""
@@ -456,6 +452,7 @@ def test_fuzz_generate_api(url, client, studio):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_fuzz_generate_api_long(client, studio):
     _fuzz(client, studio, max(FUZZ_EXAMPLES, 1000))
 
@@ -479,14 +476,13 @@ def _fuzz(client, studio, examples: int):
             expected = None
         except LimitError as e:
             expected = html.escape(str(e))
-        t0 = time.monotonic()
+        n0 = len(calls)
         try:
             res = client.predict(*args, api_name="/generate")
         except AppError as e:
-            dt = time.monotonic() - t0
             assert expected is not None, f"refused a valid request: {str(e)}"
             assert str(e) == expected or expected in str(e), (str(e), expected)
-            assert dt < 2.0, f"an invalid request took {dt:.1f} s to be refused"
+            assert len(calls) == n0, f"an invalid request ran {len(calls) - n0} model calls before its refusal"
             assert "Something went wrong" not in str(e)
             stats["refused"] += 1
             return
@@ -497,13 +493,15 @@ def _fuzz(client, studio, examples: int):
         stats["ok"] += 1
 
     t0 = time.monotonic()
-    run()
+    with slow_model(studio.pipe.model, 0) as calls:
+        run()
     print(f"fuzz: {stats['ok']} accepted, {stats['refused']} refused in {time.monotonic() - t0:.1f} s")
     assert stats["ok"] > 0 and stats["refused"] > 0
     assert client.predict(PROMPT, 0, 1, 3.0, 8, api_name="/generate")[3]["seed"] == 0
 
 
 # ============================================================================ 5. cancellation and deadlines
+@pytest.mark.integration
 def test_cancel_stops_within_one_step_and_releases_everything(url, studio):
     model = studio.pipe.model
     hooks_before = hook_count(model)
@@ -511,27 +509,29 @@ def test_cancel_stops_within_one_step_and_releases_everything(url, studio):
     with slow_model(model, 0.25) as calls:
         job = c.submit(PROMPT, 0, 40, 3.0, 8, api_name="/generate")
         assert wait_until(lambda: len(calls) >= 2, 30)
-        t_cancel = time.monotonic()
+        at_cancel = len(calls)
         job.cancel()
-        time.sleep(1.6)                         # six more steps, had sampling gone on
-        late = [t for t in calls if t > t_cancel]
-        assert len(late) <= 1, f"{len(late)} model calls started after the cancel"
-    assert wait_until(lambda: hook_count(model) == hooks_before, 10), "the Inspector's hooks were left on the model"
-    t0 = time.monotonic()
-    assert c.predict(PROMPT, 1, 1, 3.0, 8, api_name="/generate")[3]["seed"] == 1
-    assert time.monotonic() - t0 < 10
+        # the run has ended when its Inspector is closed (its hooks leave the model): count the calls since
+        assert wait_until(lambda: hook_count(model) == hooks_before + 1, 30), \
+            "the Inspector's hooks were left on the model"
+        late = len(calls) - at_cancel
+        assert late <= 1, f"{late} model calls started after the cancel"
+    assert hook_count(model) == hooks_before
+    with slow_model(model, 0) as after:
+        assert c.predict(PROMPT, 1, 1, 3.0, 8, api_name="/generate")[3]["seed"] == 1
+    assert len(after) == 1                      # served at once: one step, one model call
 
 
+@pytest.mark.integration
 def test_every_job_has_a_deadline(client, studio, monkeypatch):
     from gradio_client.exceptions import AppError
     from demo import limits as L
     monkeypatch.setattr(L, "JOB_DEADLINE_S", 1)
     hooks_before = hook_count(studio.pipe.model)
     with slow_model(studio.pipe.model, 0.2) as calls:
-        t0 = time.monotonic()
         with pytest.raises(AppError, match="limit per clip"):
             client.predict(PROMPT, 0, 40, 3.0, 8, api_name="/generate")
-        assert time.monotonic() - t0 < 4 and len(calls) <= 4
+        assert 1 <= len(calls) <= 4             # stopped on the projection after its first steps, not at 40
     assert hook_count(studio.pipe.model) == hooks_before
 
 
@@ -550,6 +550,7 @@ def _out_dirs(studio) -> int:
     return sum(1 for p in studio.out_dir.iterdir() if p.is_dir())
 
 
+@pytest.mark.integration
 def test_outputs_and_cached_files_stay_bounded(app, client, monkeypatch):
     from demo import limits as L
     d = app[0]
@@ -568,6 +569,7 @@ def test_outputs_and_cached_files_stay_bounded(app, client, monkeypatch):
     assert files[-1] - files[7] <= 4, files
 
 
+@pytest.mark.integration
 def test_upload_floods_are_pruned(app, url, monkeypatch):
     """Uploads nobody uses still land on disk: the janitor's prune keeps the app's files under the caps."""
     import httpx
@@ -607,6 +609,7 @@ def test_the_janitor_prunes_on_a_schedule(monkeypatch):
 SECRET = "STUNET_TEST_SECRET=do-not-serve-" + uuid.uuid4().hex
 
 
+@pytest.mark.integration
 def test_file_route_serves_own_outputs_and_refuses_everything_else(app, monkeypatch, tmp_path):
     d, url, ckpt = app
     kind, out = raw_call(url, [PROMPT, 3, 1, 3.0, 8, "dpm++", 1, 8, None])
@@ -681,6 +684,7 @@ def test_the_guard_keeps_url_fetches_and_big_uploads_away_from_gradio():
     assert status("/gradio_api/info") == 200
 
 
+@pytest.mark.integration
 def test_blocked_paths_cover_the_checkpoint(app):
     d, _, ckpt = app
     from gradio.utils import is_in_or_equal
@@ -716,24 +720,26 @@ def test_a_safetensors_header_claiming_huge_sizes_fails_fast(tiny_checkpoint, tm
     d = tmp_path / "c"
     shutil.copytree(tiny_checkpoint, d)
     (d / "model.safetensors").write_bytes(struct.pack("<Q", 2**62) + b"{}")
-    t0 = time.monotonic()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss          # KiB
     with pytest.raises(CheckpointError, match="cannot read"):
         load_pretrained(d)
     header = json.dumps({"conv_in.weight": {"dtype": "F32", "shape": [2**20, 2**20], "data_offsets": [0, 2**42]}})
     (d / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header.encode() + b"\0" * 64)
     with pytest.raises(CheckpointError):
         load_pretrained(d)
-    assert time.monotonic() - t0 < 5
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak
+    assert grown < 256 * 1024, f"peak memory grew by {grown / 1024:.0f} MB"   # nothing near the claimed sizes
 
 
 def test_no_code_path_unpickles():
     pattern = re.compile(r"torch\.load\(|pickle\.loads?\(|allow_pickle=True|weights_only=False|joblib\.load")
-    for p in list((ROOT / "stunet").glob("*.py")) + list((ROOT / "demo").glob("*.py")) + [ROOT / "app.py"]:
+    for p in list((ROOT / "stunet").rglob("*.py")) + list((ROOT / "demo").rglob("*.py")) + [ROOT / "app.py"]:
         for i, line in enumerate(p.read_text().splitlines(), 1):
             assert not pattern.search(line.split("#")[0]), f"{p.name}:{i}: {line.strip()}"
 
 
 # ============================================================================ 9. errors
+@pytest.mark.integration
 def test_internal_errors_are_short_for_the_user_and_full_in_the_log(app, client, monkeypatch, caplog):
     from gradio_client.exceptions import AppError
     from demo import views

@@ -1,8 +1,9 @@
-"""Training: a tiny run lowers the loss, resumes, and runs data-parallel on two processes."""
+"""Training: a tiny run lowers the loss, resumes, and runs data-parallel on two processes (these runs: -m slow)."""
 import json
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from stunet.checkpoint import load_pretrained
 from stunet.config import preset
 from stunet.diffusion import alphas_cumprod
 from stunet.model import STUNet
-from stunet.train import TASKS, batches, loss_fn, main, make_condition, tokenizer_for, video_batch
+from stunet.shapes.data import tokenizer_for, video_batch
+from stunet.train import TASKS, batches, loss_fn, main, make_condition
 
 
 def _fixed_loss(model, seed=0, n=4):
@@ -29,6 +31,7 @@ def _fixed_loss(model, seed=0, n=4):
     return float(np.mean(losses))
 
 
+@pytest.mark.slow
 def test_tiny_training_lowers_the_loss_and_resumes(tmp_path):
     out = tmp_path / "run"
     args = ["--preset", "tiny", "--out", str(out), "--image-steps", "20", "--video-steps", "60", "--batch", "4",
@@ -87,7 +90,7 @@ def test_motion_weights_option_is_checked(capsys):
 
 
 def test_motion_weights_change_what_the_video_batches_draw():
-    from stunet import world
+    from stunet.shapes import world
     cfg = preset("tiny")
     tok = tokenizer_for(cfg)
     # default: clip kinds uniform, and the draw is the one it always was (same rng use as before weights existed)
@@ -148,6 +151,8 @@ def test_condition_tasks_mask_the_right_pixels():
         assert torch.equal(cond[i], x0[i] * mask[i])
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_ddp_two_processes(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -162,8 +167,13 @@ def test_ddp_two_processes(tmp_path):
     load_pretrained(out)
 
 
-def test_train_for_times_a_probe_and_ends_the_cosine_at_the_budget(tmp_path, capsys):
-    """scripts/train_for.py: a step rate from the last segment, then a resumed run sized to the budget."""
+@pytest.mark.slow
+def test_train_for_times_a_probe_and_ends_the_cosine_at_the_budget(tmp_path, capsys, monkeypatch):
+    """scripts/train_for.py: a step rate from the last segment, then a resumed run sized to the budget.
+
+    The script's clock is fixed and the probe's measured rate replaced by a known one, so the plan
+    (and whether the run finishes) does not depend on how busy the machine is.
+    """
     tf = load_script("train_for")
     recs = [{"event": "start"}, {"step": 25, "loss": 1, "seconds": 9.0},
             {"event": "start"}, {"step": 125, "loss": 1, "seconds": 7.0}, {"step": 150, "loss": 1, "seconds": 12.0},
@@ -180,9 +190,21 @@ def test_train_for_times_a_probe_and_ends_the_cosine_at_the_budget(tmp_path, cap
     out = tmp_path / "run"
     common = ["--preset", "tiny", "--image-steps", "10", "--batch", "2", "--image-batch", "8", "--quiet"]
     main(common + ["--out", str(out), "--video-steps", "20"])
-    tf.main([str(out), "--minutes", "0.4", "--probe-steps", "20", "--reserve", "0.02", "--", *common])
+    probes, timed = [], tf.steps_per_second
+
+    def rate(records):                      # the probe is timed for real; the plan uses 0.005 steps/s
+        probes.append((timed(records), [r["step"] for r in records if "loss" in r]))
+        return 0.005
+
+    monkeypatch.setattr(tf, "time", types.SimpleNamespace(time=lambda: 1000.0))   # the probe takes no time
+    monkeypatch.setattr(tf, "steps_per_second", rate)
+    tf.main([str(out), "--minutes", "100", "--probe-steps", "20", "--reserve", "0.5", "--", *common])
     plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    assert len(probes) == 1 and probes[0][0] > 0 and probes[0][1][-1] == 40    # 20 probe steps, timed
+    assert plan == {"probe_steps_per_s": 0.005, "from_step": 20, "video_steps": 49, "minutes": 99.5}
     assert plan["from_step"] == 20 and plan["video_steps"] > 40           # the probe ran on a copy
+    assert not any(r.get("step") == 40 and "loss" in r for r in log)      # ... not on the run itself
     assert log[-1]["event"] in ("done", "stopped") and 20 < log[-1]["step"] <= plan["video_steps"]
+    assert (log[-1]["event"], log[-1]["step"]) == ("done", 49)           # 99.5 minutes: it finishes
     assert log[-2]["lr"] < 0.5 * 5e-4 or log[-1]["event"] == "stopped"   # near the cosine's floor at the end

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from stunet import world
+from stunet.shapes import world
 from stunet.text import Tokenizer
 
 
@@ -14,6 +14,11 @@ def test_world_is_deterministic_by_seed():
     s1 = [c.caption for c, _ in zip(world.stream(seed=3), range(5))]
     s2 = [c.caption for c, _ in zip(world.stream(seed=3), range(5))]
     assert s1 == s2
+
+
+def test_the_sampled_specs_cover_every_motion():
+    """test_caption_and_metadata_agree checks each motion in its own branch: every branch must run."""
+    assert {s.motion for s in world.all_specs()[::7]} == set(world.MOTIONS)
 
 
 @pytest.mark.parametrize("spec", world.all_specs()[::7])
@@ -95,3 +100,13 @@ def test_tokenizer_round_trip(tmp_path):
     (tmp_path / "bad.json").write_text('{"words": [1, 2]}')
     with pytest.raises(ValueError):
         Tokenizer.load(tmp_path / "bad.json")
+
+
+def test_world_clips_become_model_tensors_and_back():
+    from stunet.shapes.data import to_tensor
+    from stunet.video import to_uint8
+    clips = np.stack([world.make_clip(world.ClipSpec("red", "circle", "growing"), 8, 16, 1, seed=s).video
+                      for s in (0, 1)])                                     # b t h w 3 uint8
+    x = to_tensor(clips)
+    assert x.shape == (2, 3, 8, 16, 16) and x.min() >= -1 and x.max() <= 1
+    assert all(np.array_equal(to_uint8(x[i]), clips[i]) for i in range(2))

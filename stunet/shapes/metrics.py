@@ -1,7 +1,7 @@
 """Analytic detectors for shapes-world clips: colour, shape, motion, coherence (no learned judge).
 
 Everything works on the pixels of a uint8 clip (t h w 3, black background) and knows only
-the world's *rules* (palette, shapes, motion laws and speeds from ``stunet.world``), never
+the world's *rules* (palette, shapes, motion laws and speeds from ``stunet.shapes.world``), never
 a clip's hidden ground truth. Lengths are measured in pixels of the clip and converted to
 "world pixels" (of a 32-pixel frame) where they are compared with the world's constants,
 so any frame size works. Times are in *base frames*: frame i of a clip drawn at stride s is

@@ -1,6 +1,6 @@
 """``stunet eval``: generate clips for a fixed prompt set and score them with analytic detectors.
 
-For every prompt and seed the model makes a clip (in batches); ``stunet.metrics`` scores
+For every prompt and seed the model makes a clip (in batches); ``stunet.shapes.metrics`` scores
 its colour, shape, motion and coherence on the pixels. The same detectors run on the
 world's own clips for the same prompts: that is the ceiling. The shipped model must reach
 the targets (colour 95 %, shape 90 %, motion 90 %, coherence 95 % of clips) and stay
@@ -26,8 +26,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..defaults import GUIDANCE, PRECISIONS, SAMPLER, SAMPLERS, STEPS
 from . import world
-from .defaults import GUIDANCE, PRECISIONS, SAMPLER, SAMPLERS, STEPS
 from .metrics import ClipScore, evaluate_clip
 
 METRICS = ("color", "shape", "motion", "coherence")
@@ -103,7 +103,7 @@ def model_clips(model, tokenizer, prompts: Sequence[str], seeds, *, steps: int =
     """
     import torch
 
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
     frames = frames or model.config.frames
     was_training = model.training
     grads = [p.requires_grad for p in model.parameters()]
@@ -194,7 +194,7 @@ def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = N
     videos = {}
     if model is not None:
         t0 = time.perf_counter()
-        from .precision import Precision, resolve
+        from ..precision import Precision, resolve
         prec = precision if isinstance(precision, Precision) else resolve(precision)
         result["settings"].update(prec.to_dict())
         clips = model_clips(model, tokenizer, prompts, seeds, steps=steps, guidance=guidance, sampler=sampler,
@@ -305,7 +305,7 @@ def main(argv=None) -> int:
         model = tokenizer = None
         frames, size = args.frames, None
         if not args.ceiling_only:
-            from .checkpoint import default_model_dir, load_pretrained
+            from ..checkpoint import default_model_dir, load_pretrained
             d = Path(args.model) if args.model else default_model_dir()
             if not d.is_dir():
                 raise ValueError(f"no model at {d} (train one, pass --model DIR, or use --ceiling-only)")
@@ -313,7 +313,7 @@ def main(argv=None) -> int:
             if args.stride not in model.config.strides:
                 raise ValueError(f"stride must be one of {model.config.strides}")
         elif args.model:
-            from .checkpoint import read_config
+            from ..checkpoint import read_config
             cfg = read_config(args.model)
             frames, size = frames or cfg.frames, cfg.height
         result = evaluate_model(model, tokenizer, prompts, seeds, args.steps, args.guidance, args.sampler,
@@ -323,7 +323,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.model or not args.ceiling_only:
-        from .checkpoint import default_model_dir
+        from ..checkpoint import default_model_dir
         result["settings"]["model"] = str(args.model or default_model_dir())
     table = format_table(result)
     print(table)

@@ -1,0 +1,10 @@
+"""The shapes world: the procedural, captioned clips stunet trains on, and how clips are scored.
+
+Lumiere's STUNet (``stunet.model``) knows nothing of this world; the world supplies the
+training data, the vocabulary and the evaluation:
+
+    world       procedural clips (one coloured shape doing one motion) with per-frame ground truth
+    data        world clips and captions -> tensors and tokenizer for the model
+    metrics     analytic detectors that score a clip's colour, shape, motion and coherence
+    evaluate    ``stunet eval``: generate clips for a fixed prompt set and score them
+"""
