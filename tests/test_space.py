@@ -173,7 +173,9 @@ def test_export_writes_exactly_the_space(tmp_path, capsys):
     assert "ready for a Space" in capsys.readouterr().out
     files = {f.relative_to(out).as_posix() for f in space.list_files(out)}
     model = {f"assets/stunet-shapes/{n}" for n in space.SHIPPED_MODEL_FILES}
-    code = {f"{d}/{p.name}" for d in ("stunet", "demo") for p in (ROOT / d).glob("*.py")}
+    code = {p.relative_to(ROOT).as_posix() for d in ("stunet", "demo") for p in (ROOT / d).rglob("*.py")
+            if "__pycache__" not in p.parts}
+    assert "stunet/shapes/world.py" in code                     # subpackages go too
     assert files == {"app.py", "README.md", "requirements.txt", ".gitattributes"} | model | code
     assert not any("__pycache__" in f or "train_state" in f or f.endswith(".log") for f in files)
     assert (out / "assets/stunet-shapes/model.safetensors").read_bytes() == \
