@@ -5,7 +5,7 @@ import html
 import math
 
 from . import limits as L
-from .views import pyramid_rows
+from .figures import pyramid_rows
 
 REFERENCE = ("Omer Bar-Tal, Hila Chefer, Omer Tov, Charles Herrmann, Roni Paiss, Shiran Zada, Ariel Ephrat, "
              "Junhwa Hur, Guanghui Liu, Amit Raj, Yuanzhen Li, Michael Rubinstein, Tomer Michaeli, Oliver Wang, "

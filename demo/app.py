@@ -27,7 +27,7 @@ import threading
 import gradio as gr
 
 from . import limits as L
-from . import views
+from . import figures as views
 from .about import TEXT as ABOUT_TEXT
 from .about import about_html
 from .errors import guarded

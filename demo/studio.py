@@ -31,7 +31,7 @@ from stunet.pipeline import Pipeline, Settings
 from stunet.video import read_image, to_uint8, write_video
 
 from . import limits as L
-from . import views
+from . import figures as views
 from .limits import LimitError
 
 log = logging.getLogger("stunet.studio")

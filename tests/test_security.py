@@ -736,7 +736,7 @@ def test_no_code_path_unpickles():
 # ============================================================================ 9. errors
 def test_internal_errors_are_short_for_the_user_and_full_in_the_log(app, client, monkeypatch, caplog):
     from gradio_client.exceptions import AppError
-    from demo import views
+    from demo import figures as views
     d = app[0]
     real = d.studio.pipe
 

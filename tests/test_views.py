@@ -1,4 +1,4 @@
-"""The studio's maths and handlers without a server: stunet.views, demo.views, demo.limits, demo.studio."""
+"""The studio's maths and handlers without a server: stunet.analysis, demo.figures, demo.limits, demo.studio."""
 from __future__ import annotations
 
 import html
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from stunet import views as V
+from stunet import analysis as V
 
 
-# ----------------------------------------------------------------------------- stunet.views
+# ----------------------------------------------------------------------------- stunet.analysis
 def test_pca_rgb_shape_range_and_determinism():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(16, 4, 5, 6, generator=g).half()
@@ -211,7 +211,7 @@ def test_generate_validates(studio):
 
 
 def test_record_and_views(studio, record):
-    from demo import views
+    from demo import figures as views
     rec = record
     assert rec.video.shape == (8, 16, 16, 3) and rec.video.dtype == np.uint8
     assert rec.words == ["a", "red", "circle", "moving", "right", "quickly"] and rec.unknown == ["zzz"]
@@ -304,7 +304,7 @@ def test_prompt_html_flags_unknown_words(studio):
 
 
 def test_pyramid_rows_match_recording(studio, record):
-    from demo.views import pyramid_rows
+    from demo.figures import pyramid_rows
     rows = pyramid_rows(studio.cfg, 8)
     assert [r.name for r in rows] == record.recording.level_names
     for r in rows:

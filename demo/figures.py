@@ -2,7 +2,7 @@
 
 Inputs are what the library produces: a ``stunet.inspect.Recording``, the clip as
 t h w 3 uint8, the model's ``STUNetConfig``. Outputs are plotly figures or h w 3 uint8
-images (PIL draws the labels). The maths lives in ``stunet.views``.
+images (PIL draws the labels). The maths lives in ``stunet.analysis``.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
-from stunet import views as V
+from stunet import analysis as V
 
 BG = (255, 255, 255)
 INK = (40, 40, 48)
