@@ -525,7 +525,8 @@ def test_cancel_stops_within_one_step_and_releases_everything(url, studio):
 def test_every_job_has_a_deadline(client, studio, monkeypatch):
     from gradio_client.exceptions import AppError
     from demo import limits as L
-    monkeypatch.setattr(L, "JOB_DEADLINE_S", 1)
+    monkeypatch.setattr(L, "JOB_DEADLINE_FLOOR_S", 0)
+    monkeypatch.setattr(L, "JOB_DEADLINE_MARGIN", 0.5)
     hooks_before = hook_count(studio.pipe.model)
     with slow_model(studio.pipe.model, 0.2) as calls:
         t0 = time.monotonic()
@@ -585,7 +586,7 @@ def test_upload_floods_are_pruned(app, url, monkeypatch):
 def test_the_janitor_prunes_on_a_schedule(monkeypatch):
     import weakref
     from demo import limits as L
-    from demo.studio import _janitor
+    from demo.files import _janitor
     monkeypatch.setattr(L, "CACHE_PRUNE_EVERY_S", 0.01)
 
     class Fake:
