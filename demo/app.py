@@ -4,7 +4,10 @@
     demo.launch(**launch_options())
 
 The model is loaded once per process (``shared_pipeline``) and shared read-only by all
-requests; ``build_demo`` never samples. Public API endpoints (``gradio_client``):
+requests; ``build_demo`` never samples. Without a pipeline, ``build_demo`` builds the page from
+the checkpoint's header (``checkpoint_header``: config, vocabulary, parameter count) and the
+weights load in a background thread once the server is up, so the page is served first; the
+plotting and diffusers imports are warmed there too. Public API endpoints (``gradio_client``):
 
     /generate            (prompt, seed, steps, guidance, frames[, sampler, stride, fps, first_frame])
                          -> video, mp4, gif, settings, preview, status
