@@ -141,6 +141,7 @@ class Studio:
         self.examples = ExampleCache(examples)
         self.records = Records()
         self._features_cache = LRU(FEATURES_CACHE_SIZE)          # (clip id, step) -> (image, figure)
+        self._initial_pyramid = None
         self.video_scale = max(1, L.VIDEO_SIDE // max(self.cfg.height, self.cfg.width))
         self.gif_scale = max(1, L.GIF_SIDE // max(self.cfg.height, self.cfg.width))
 
@@ -486,8 +487,10 @@ class Studio:
                          words_img=words[0], share_plot=words[1], xt_img=skip, film_img=film, shown_features=key)
 
     def initial_pyramid(self):
-        """The pyramid of the training window (shown before any clip)."""
-        return views.pyramid_figure(self.cfg, self.window)
+        """The pyramid of the training window, shown before any clip (drawn once, on the first page load)."""
+        if self._initial_pyramid is None:
+            self._initial_pyramid = views.pyramid_figure(self.cfg, self.window)
+        return self._initial_pyramid
 
     def view_pyramid(self, frames):
         frames = L.check_frames(frames, self.factor, self.window)

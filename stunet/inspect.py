@@ -273,7 +273,8 @@ def layer_names(model) -> tuple[list[tuple[str, int]], list[str]]:
     for lv in describe_pyramid(cfg, path=True):
         for bi in range(cfg.blocks_per_level):
             for ai in range(lv.temporal_attention):
-                temporal.append((f"{lv.name}.{bi}.{ai}", max(1, lv.channels // cfg.head_dim)))   # TemporalAttention.heads
+                heads = max(1, lv.channels // cfg.head_dim)             # as TemporalAttention.heads
+                temporal.append((f"{lv.name}.{bi}.{ai}", heads))
             if lv.cross_attention:
                 cross.append(f"{lv.name}.{bi}")
     return temporal, cross
