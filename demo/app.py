@@ -119,12 +119,15 @@ def checkpoint_header(directory):
     return config, tokenizer, params
 
 
-def _warm_imports():
-    """Import the scheduler code and plotly's trace types, so the first Generate / Inspect does not pay."""
+def _warm_imports(studio=None):
+    """Import the scheduler code and plotly's trace types, so the first Generate / Inspect does not pay;
+    draw the page's first pyramid."""
     from stunet.diffusion import schedulers
     schedulers()   # under stunet's import lock: diffusers' lazy names are not thread-safe
     import numpy as np
     from . import figures
+    if studio is not None:
+        studio.initial_pyramid()
     figures.temporal_matrix_figure(np.eye(2), 2, "")
     figures.offset_figure(np.eye(2), "")
     figures.empty_figure("")
@@ -139,7 +142,7 @@ def _background(blocks, load: bool) -> None:
     try:
         if load:
             blocks.studio.pipe           # noqa: B018 - loads it (shared_pipeline)
-        _warm_imports()
+        _warm_imports(blocks.studio)
     except Exception:  # pragma: no cover - a request retries the load and reports the error
         log.exception("background model load / warm-up failed")
 
@@ -382,8 +385,8 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
             event.success(studio.client_snippet, record, snippet, queue=False, api_visibility="private",
                           preprocess=False).then(
                 render_all, record, all_out, api_visibility="private", **inspect_common)
-        demo.load(guarded(studio.initial_pyramid), None, pyramid_plot, queue=False, api_visibility="private",
-                  show_progress="hidden")
+        demo.load(guarded(studio.initial_pyramid), None, pyramid_plot, api_visibility="private",
+                  **inspect_common)
 
         # inspect views: one public endpoint each, fired by their own controls
         gr.on([frames.release], guarded(studio.view_pyramid), frames, pyramid_plot, api_name="pyramid",
@@ -402,8 +405,8 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
         picker.select(guarded(studio.pick), [record, t_layer], [pos_row, pos_col, mode], preprocess=False,
                       api_visibility="private", queue=False).then(
             temporal_fn, t_in, t_out, api_visibility="private", **inspect_common)
-        t_layer.input(guarded(studio.head_update), [record, t_layer], head, queue=False, preprocess=False,
-                      api_visibility="private").then(
+        t_layer.input(lambda rec, layer: studio.head_update(rec, layer), [record, t_layer], head, queue=False,
+                      preprocess=False, api_visibility="private").then(
             temporal_fn, t_in, t_out, api_visibility="private", **inspect_common)
         npz_btn.click(guarded(studio.export_npz), record, npz_file, api_name="export_npz", preprocess=False,
                       concurrency_limit=1, concurrency_id="export")
