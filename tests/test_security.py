@@ -237,7 +237,7 @@ LIMIT_CASES = [   # (args after the prompt ..., what the message must name)
     ((PROMPT, 0, 1, 3.0, 0), "Frames must be a multiple of 2 from 2 to 32"),
     ((PROMPT, 0, 1, 3.0, 34), "Frames must be a multiple of 2 from 2 to 32"),
     ((PROMPT, 0, 1, 3.0, 7), "Frames must be a multiple of 2"),
-    ((PROMPT, 0, 1, 3.0, 8, "euler", 1, 8), "Sampler must be one of: ddim, dpm++"),
+    ((PROMPT, 0, 1, 3.0, 8, "euler", 1, 8), "Sampler must be one of: dpm++, ddim"),
     ((PROMPT, 0, 1, 3.0, 8, "dpm++", 3, 8), "Stride must be"),
     ((PROMPT, 0, 1, 3.0, 8, "dpm++", 1, 0), "Frame rate must be a whole number from 1 to 30"),
     ((PROMPT, 0, 1, 3.0, 8, "dpm++", 1, 31), "Frame rate must be a whole number from 1 to 30"),
