@@ -1,6 +1,9 @@
 """The STUNet studio (Gradio): ``demo.app.build_demo()`` builds it; ``python app.py`` runs it.
 
-Modules: ``limits`` (every limit and default, with the server-side checks), ``errors``
-(the error policy), ``studio`` (handlers), ``views`` (recording -> figure), ``about``.
-Importing this package is cheap: nothing loads a model until ``demo.app.demo`` is used.
+Modules: ``app`` (the page and its events), ``studio`` (request handlers), ``files`` (output
+folder, pruning), ``sessions`` (session records, example cache), ``figures`` (recording ->
+figure), ``style`` (CSS), ``about``, ``limits`` (every limit, with the server-side checks;
+sampling defaults come from ``stunet.defaults``), ``errors`` (the error policy), ``guard``.
+Importing this package is cheap: ``demo.app.demo`` builds the page from the checkpoint's header
+and loads the model in the background.
 """

@@ -5,7 +5,7 @@ import html
 import math
 
 from . import limits as L
-from .views import pyramid_rows
+from stunet.model import describe_pyramid
 
 REFERENCE = ("Omer Bar-Tal, Hila Chefer, Omer Tov, Charles Herrmann, Roni Paiss, Shiran Zada, Ariel Ephrat, "
              "Junhwa Hur, Guanghui Liu, Amit Raj, Yuanzhen Li, Michael Rubinstein, Tomer Michaeli, Oliver Wang, "
@@ -34,7 +34,7 @@ orange = temporal attention. The Inspect tab shows what actually happens in each
 
 def architecture_svg(config, frames: int | None = None) -> str:
     """A U-shaped drawing of the levels as cuboids (face = space, depth = time)."""
-    rows = pyramid_rows(config, frames)
+    rows = describe_pyramid(config, frames, path=True)        # enc0 .. mid .. dec0
     n = len(rows)
     L_ = (n + 1) // 2
     H0, T0 = rows[0].height, rows[0].frames
@@ -55,8 +55,8 @@ def architecture_svg(config, frames: int | None = None) -> str:
         f, d = face(r), depth(r)
         dx, dy = d * 0.7, -d * 0.45
         x0, y0 = cx - f / 2 - dx / 2, cy - f / 2 - dy / 2
-        color = "#fb923c" if r.temporal_attention else ("#93c5fd" if r.kind == "enc" else
-                                                         "#6ee7b7" if r.kind == "dec" else "#fdba74")
+        color = "#fb923c" if r.temporal_attention else ("#93c5fd" if r.name.startswith("enc") else
+                                                         "#6ee7b7" if r.name.startswith("dec") else "#fdba74")
         stroke = "#c2410c" if r.temporal_attention else "#475569"
         # top, side, front faces
         parts.append(f"<polygon points='{x0},{y0} {x0 + dx},{y0 + dy} {x0 + dx + f},{y0 + dy} {x0 + f},{y0}' "

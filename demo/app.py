@@ -4,7 +4,10 @@
     demo.launch(**launch_options())
 
 The model is loaded once per process (``shared_pipeline``) and shared read-only by all
-requests; ``build_demo`` never samples. Public API endpoints (``gradio_client``):
+requests; ``build_demo`` never samples. Without a pipeline, ``build_demo`` builds the page from
+the checkpoint's header (``checkpoint_header``: config, vocabulary, parameter count) and the
+weights load in a background thread once the server is up, so the page is served first; the
+plotting and diffusers imports are warmed there too. Public API endpoints (``gradio_client``):
 
     /generate            (prompt, seed, steps, guidance, frames[, sampler, stride, fps, first_frame])
                          -> video, mp4, gif, settings, preview, status
@@ -21,20 +24,25 @@ with the same ``Client``.
 """
 from __future__ import annotations
 
+import json
 import logging
+import struct
 import threading
+import time
+from pathlib import Path
 
 import gradio as gr
 
 from . import limits as L
-from . import views
 from .about import TEXT as ABOUT_TEXT
 from .about import about_html
 from .errors import guarded
+from .figures import layer_label
 from .guard import guard_middleware
+from .studio import (HEAD_MEAN, LAYER_ALL, MODE_MEAN, MODE_POINT, SAMPLER_LABELS, InspectViews, StepViews, Studio,
+                     head_choices)
+from .style import CSS, HEAD, theme
 from stunet.inspect import layer_names
-
-from .studio import HEAD_MEAN, LAYER_ALL, MODE_MEAN, MODE_POINT, SAMPLER_LABELS, Studio, head_choices
 
 log = logging.getLogger("stunet.studio")
 
@@ -47,25 +55,13 @@ EXAMPLE_PROMPTS = [
     "a white triangle moving up",
 ]
 
-CSS = """
-#clip video, .pixelated img, .pixelated canvas { image-rendering: pixelated; }
-.words { display: flex; flex-wrap: wrap; gap: 2px; align-items: center; min-height: 28px; font-size: 14px; }
-.words .hint { color: #6b7280; font-size: 13px; }
-.about-figure { margin: 8px 0 4px; }
-table.limits td { padding: 2px 12px 2px 0; }
-.section-note { color: #4b5563; font-size: 14px; }
-"""
-
-HEAD = "<meta name='description' content='Generate clips with a space-time U-Net and see how it handles time.'>"
-
 
 def launch_options() -> dict:
     """Keyword arguments for ``demo.launch()`` (Gradio 6: theme and css go here, not to Blocks)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from stunet.checkpoint import default_model_dir
-    return dict(theme=gr.themes.Soft(primary_hue="orange", secondary_hue="blue", neutral_hue="slate"),
-                css=CSS, head=HEAD, show_error=False, max_file_size=L.MAX_UPLOAD_BYTES,
+    return dict(theme=theme(), css=CSS, head=HEAD, show_error=False, max_file_size=L.MAX_UPLOAD_BYTES,
                 blocked_paths=[str(default_model_dir().resolve())],
                 app_kwargs={"middleware": [guard_middleware()]})
 
@@ -73,31 +69,82 @@ def launch_options() -> dict:
 # ----------------------------------------------------------------------------- the shared model
 _PIPELINE = None
 _PIPELINE_LOCK = threading.Lock()
+SERVER_WAIT_S = 30          # the background load waits at most this long for the server to start
+AFTER_SERVER_S = 0.5        # ... and this long after it, so the first page is served without competing
 
 
-def shared_pipeline():
-    """The process's one Pipeline (checkpoint from ``STUNET_MODEL`` or ``assets/stunet-shapes``)."""
+def shared_pipeline(directory=None):
+    """The process's one Pipeline (checkpoint from ``STUNET_MODEL`` or ``assets/stunet-shapes``).
+
+    Nothing is passed for the precision: ``$STUNET_PRECISION`` (default "auto", measured) applies.
+    """
     global _PIPELINE
     with _PIPELINE_LOCK:
         if _PIPELINE is None:
             from stunet.checkpoint import default_model_dir
             from stunet.pipeline import Pipeline
-            _PIPELINE = Pipeline.from_pretrained(default_model_dir())
+            t0 = time.perf_counter()
+            _PIPELINE = Pipeline.from_pretrained(directory if directory is not None else default_model_dir())
+            prec = getattr(_PIPELINE, "precision", None)
+            log.info("model loaded in %.1f s%s", time.perf_counter() - t0,
+                     f" (precision {prec.name}: {prec.reason})" if prec is not None else "")
         return _PIPELINE
 
 
-def _warm_imports():
-    """Import the scheduler code in the background so the first Generate does not pay for it."""
+def checkpoint_header(directory):
+    """(config, tokenizer, parameter count) of a checkpoint, read without loading its weights.
+
+    Cheap (two small JSON files and the safetensors header), so the page is built and served
+    while the model itself loads in the background; ``load_pretrained`` checks it all again, strictly.
+    """
+    from stunet.checkpoint import VOCAB_NAME, WEIGHTS_NAME, read_config
+    from stunet.text import Tokenizer
+    d = Path(directory)
+    config = read_config(d)
+    tokenizer = Tokenizer.load(d / VOCAB_NAME)
+    params = None
     try:
-        from stunet.diffusion import schedulers
-        schedulers()   # under stunet's import lock: diffusers' lazy names are not thread-safe
-        import numpy as np
-        # plotly imports its trace types lazily: pay for that now, not on the first Inspect
-        views.temporal_matrix_figure(np.eye(2), 2, "")
-        views.offset_figure(np.eye(2), "")
-        views.empty_figure("")
-    except Exception:  # pragma: no cover - only a speed-up
-        log.exception("background import failed")
+        with open(d / WEIGHTS_NAME, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(min(n, 16 * 2**20)))
+        params = 0
+        for k, v in header.items():
+            if k != "__metadata__":
+                count = 1
+                for dim in v["shape"]:
+                    count *= int(dim)
+                params += count
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        params = None                       # the background load reports a bad file
+    return config, tokenizer, params
+
+
+def _warm_imports(studio=None):
+    """Import the scheduler code and plotly's trace types, so the first Generate / Inspect does not pay;
+    draw the page's first pyramid."""
+    from stunet.diffusion import schedulers
+    schedulers()   # under stunet's import lock: diffusers' lazy names are not thread-safe
+    import numpy as np
+    from . import figures
+    if studio is not None:
+        studio.initial_pyramid()
+    figures.temporal_matrix_figure(np.eye(2), 2, "")
+    figures.offset_figure(np.eye(2), "")
+    figures.empty_figure("")
+
+
+def _background(blocks, load: bool) -> None:
+    """Once the server is up (or after SERVER_WAIT_S): load the shared model if asked, then warm imports."""
+    t0 = time.monotonic()
+    while not getattr(blocks, "is_running", False) and time.monotonic() - t0 < SERVER_WAIT_S:
+        time.sleep(0.05)
+    time.sleep(AFTER_SERVER_S)
+    try:
+        if load:
+            blocks.studio.pipe           # noqa: B018 - loads it (shared_pipeline)
+        _warm_imports(blocks.studio)
+    except Exception:  # pragma: no cover - a request retries the load and reports the error
+        log.exception("background model load / warm-up failed")
 
 
 def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None = None,
@@ -107,15 +154,21 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
     (tests shrink the queue, or let several clips sample at once)."""
     queue_max_size = L.QUEUE_MAX_SIZE if queue_max_size is None else queue_max_size
     generate_concurrency = L.GENERATE_CONCURRENCY if generate_concurrency is None else generate_concurrency
-    pipe = pipeline if pipeline is not None else shared_pipeline()
-    cfg = pipe.config
+    if pipeline is not None:
+        cfg, tokenizer = pipeline.config, pipeline.tokenizer
+        params = sum(p.numel() for p in pipeline.model.parameters())
+        studio_kw = dict(pipeline=pipeline)
+    else:           # the page is built from the checkpoint's header; the weights load in the background
+        from stunet.checkpoint import default_model_dir
+        directory = default_model_dir()
+        cfg, tokenizer, params = checkpoint_header(directory)
+        studio_kw = dict(config=cfg, tokenizer=tokenizer, loader=lambda: shared_pipeline(directory))
     window, factor = cfg.frames, cfg.temporal_factor
     examples = [[p, i, L.DEFAULT_STEPS, L.DEFAULT_GUIDANCE, window] for i, p in enumerate(EXAMPLE_PROMPTS)
-                if not pipe.tokenizer.encode(p).unknown]
-    studio = Studio(pipe, examples)
-    t_layers, x_layers = layer_names(pipe.model)
+                if not tokenizer.encode(p).unknown]
+    studio = Studio(examples=examples, **studio_kw)
+    t_layers, x_layers = layer_names(cfg)
     f_lo, f_hi = L.frames_range(factor, window)
-    params = sum(p.numel() for p in pipe.model.parameters())
     first_prompt = examples[0][0] if examples else ""
 
     with gr.Blocks(title="STUNet studio: how a space-time U-Net handles time",
@@ -154,7 +207,7 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                                               label="Denoising steps", elem_id="steps")
                             guidance = gr.Slider(L.MIN_GUIDANCE, L.MAX_GUIDANCE, value=L.DEFAULT_GUIDANCE, step=0.5,
                                                  label="Guidance (classifier-free)", elem_id="guidance")
-                            sampler = gr.Dropdown([(SAMPLER_LABELS.get(s, s), s) for s in ("dpm++", "ddim")],
+                            sampler = gr.Dropdown([(SAMPLER_LABELS.get(s, s), s) for s in L.SAMPLERS],
                                                   value=L.DEFAULT_SAMPLER, label="Sampler", elem_id="sampler")
                             frames = gr.Slider(f_lo, f_hi, value=window, step=factor, label="Frames",
                                                info=f"Multiples of {factor} (time is halved "
@@ -208,8 +261,7 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                                 "as wide as the clip frames it stands for and as tall as its spatial size: "
                                 "time shrinks along with space. Orange rows hold temporal attention. "
                                 "Hover a row for its layers.", elem_classes="section-note")
-                    pyramid_plot = gr.Plot(views.pyramid_figure(cfg, window), label="pyramid", show_label=False,
-                                           elem_id="pyramid")
+                    pyramid_plot = gr.Plot(label="pyramid", show_label=False, elem_id="pyramid")  # filled on load
                 with gr.Accordion("Feature maps", open=True):
                     features_note = gr.Markdown(label="note", elem_classes="section-note")
                     features_img = gr.Image(label="Each level's features per frame (PCA → RGB)", show_label=False,
@@ -223,7 +275,7 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                                 "mostly a diagonal band. Click the image to look at one position.",
                                 elem_classes="section-note")
                     with gr.Row():
-                        t_layer = gr.Dropdown([(views.layer_label(n), n) for n, _ in t_layers],
+                        t_layer = gr.Dropdown([(layer_label(n), n) for n, _ in t_layers],
                                               value=t_layers[0][0] if t_layers else None, label="Layer",
                                               elem_id="t-layer")
                         head = gr.Dropdown(head_choices(t_layers[0][1] if t_layers else 0), value=HEAD_MEAN,
@@ -252,7 +304,7 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                                 elem_classes="section-note")
                     with gr.Row():
                         x_layer = gr.Dropdown([("all layers (averaged)", LAYER_ALL)] +
-                                              [(views.layer_label(n), n) for n in x_layers],
+                                              [(layer_label(n), n) for n in x_layers],
                                               value=LAYER_ALL, label="Layer", elem_id="x-layer")
                         average = gr.Checkbox(False, label="Average over all steps", elem_id="x-average")
                     words_img = gr.Image(label="Words × frames", show_label=False, format="png",
@@ -321,13 +373,20 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
         w_in, w_out = [record, step, x_layer, average], [words_img, share_plot]
         x_in, x_out = [record, xt_row, step], [xt_img, film_img]
 
-        all_out = [inspect_info, step, t_layer, head, mode, x_layer, xt_row, pyramid_plot, *f_out, *t_out, *w_out,
-                   *x_out, shown_features]
-        render_all = guarded(studio.render_all)
+        named = dict(inspect_info=inspect_info, step=step, t_layer=t_layer, head=head, mode=mode, x_layer=x_layer,
+                     xt_row=xt_row, pyramid_plot=pyramid_plot, features_img=features_img, change_plot=change_plot,
+                     features_note=features_note, picker=picker, matrix_plot=matrix_plot, offset_plot=offset_plot,
+                     distance_plot=distance_plot, words_img=words_img, share_plot=share_plot, xt_img=xt_img,
+                     film_img=film_img, shown_features=shown_features)
+        all_out = [named[n] for n in InspectViews.names()]
+        step_out = [named[n] for n in StepViews.names()]
+        render_all = guarded(lambda rec: studio.render_all(rec).values())
         for event in gen_events:
             event.success(studio.client_snippet, record, snippet, queue=False, api_visibility="private",
                           preprocess=False).then(
                 render_all, record, all_out, api_visibility="private", **inspect_common)
+        demo.load(guarded(studio.initial_pyramid), None, pyramid_plot, api_visibility="private",
+                  **inspect_common)
 
         # inspect views: one public endpoint each, fired by their own controls
         gr.on([frames.release], guarded(studio.view_pyramid), frames, pyramid_plot, api_name="pyramid",
@@ -335,7 +394,7 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
         # One handler per trigger: Gradio 6.31 re-runs events forever when two "always_last" handlers share one.
         step_in = [record, step, t_layer, head, mode, pos_row, pos_col, hide_diag, x_layer, average, xt_row,
                    shown_features]
-        gr.on([step.input], guarded(studio.view_step), step_in, [*f_out, *t_out, *w_out, *x_out, shown_features],
+        gr.on([step.input], guarded(lambda *a: studio.view_step(*a).values()), step_in, step_out,
               api_visibility="private", **inspect_common)
         gr.on([head.input, mode.input, hide_diag.input, pos_row.submit, pos_col.submit],
               temporal_fn, t_in, t_out, api_name="temporal_attention", **inspect_common)
@@ -346,8 +405,8 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
         picker.select(guarded(studio.pick), [record, t_layer], [pos_row, pos_col, mode], preprocess=False,
                       api_visibility="private", queue=False).then(
             temporal_fn, t_in, t_out, api_visibility="private", **inspect_common)
-        t_layer.input(lambda layer: gr.update(choices=head_choices(dict(t_layers).get(layer, 0)), value=HEAD_MEAN),
-                      t_layer, head, queue=False, api_visibility="private").then(
+        t_layer.input(lambda rec, layer: studio.head_update(rec, layer), [record, t_layer], head, queue=False,
+                      preprocess=False, api_visibility="private").then(
             temporal_fn, t_in, t_out, api_visibility="private", **inspect_common)
         npz_btn.click(guarded(studio.export_npz), record, npz_file, api_name="export_npz", preprocess=False,
                       concurrency_limit=1, concurrency_id="export")
@@ -355,13 +414,14 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
     demo.queue(max_size=queue_max_size, default_concurrency_limit=L.INSPECT_CONCURRENCY)
     demo.studio = studio          # for tests and tools
     studio.attach(demo, janitor=janitor)
-    if warm:
-        threading.Thread(target=_warm_imports, name="stunet-warm-imports", daemon=True).start()
+    if warm or pipeline is None:
+        threading.Thread(target=_background, args=(demo, pipeline is None), name="stunet-background-load",
+                         daemon=True).start()
     return demo
 
 
 def __getattr__(name):
-    # ``demo`` is built on first access (loading the shared model), so importing this module is cheap.
+    # ``demo`` is built on first access (its model loads in the background), so importing this module is cheap.
     if name == "demo":
         d = build_demo()
         globals()["demo"] = d

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import unicodedata
 
-from stunet import config as stunet_config
+from stunet import defaults
 
 # --------------------------------------------------------------------------- request limits
 MAX_PROMPT_CHARS = 200
@@ -19,7 +19,12 @@ MIN_GUIDANCE, MAX_GUIDANCE = 1.0, 10.0
 MIN_SEED, MAX_SEED = 0, 2**31 - 1
 MAX_WINDOWS = 4                  # frames: a multiple of the temporal factor in [factor, MAX_WINDOWS x window]
 MIN_FPS, MAX_FPS = 1, 30
-JOB_DEADLINE_S = 300             # a clip projected or running past this is stopped with a message
+# A clip's time limit scales with the machine: its first denoising step is timed, and the clip is
+# stopped (between steps, with a message) once it runs, or is projected to run, past
+# JOB_DEADLINE_MARGIN x its steps at that pace, and never before JOB_DEADLINE_FLOOR_S. The amount of
+# work is bounded by the limits above (steps x windows), not by the clock.
+JOB_DEADLINE_MARGIN = 3.0        # the pace may drop to a third of the first step's before the clip is stopped
+JOB_DEADLINE_FLOOR_S = 60        # no clip is stopped before this, however quick its first step
 
 # --------------------------------------------------------------------------- uploads (first frame, image-to-video)
 MAX_UPLOAD_BYTES = 2 * 2**20     # launch(max_file_size=...) and checked again by the handler
@@ -49,11 +54,13 @@ VIDEO_SIDE = 512                 # the MP4 is upscaled (nearest neighbour) to ab
 GIF_SIDE = 256
 PREVIEW_MAX_FRAMES = 32          # live x0-hat preview shows at most this many frames
 
-# --------------------------------------------------------------------------- defaults
+# --------------------------------------------------------------------------- defaults (sampling ones: stunet.defaults)
 DEFAULT_SEED = 0
-DEFAULT_STEPS = 20
-DEFAULT_GUIDANCE = stunet_config.DEFAULT_GUIDANCE
-DEFAULT_SAMPLER = "dpm++"
+DEFAULT_STEPS = defaults.STEPS
+DEFAULT_GUIDANCE = defaults.GUIDANCE
+DEFAULT_SAMPLER = defaults.SAMPLER
+SAMPLERS = defaults.SAMPLERS
+SAMPLER_LABELS = defaults.SAMPLER_LABELS
 DEFAULT_STRIDE = 1
 DEFAULT_FPS = 8
 
@@ -145,6 +152,11 @@ def check_prompt(value) -> str:
     return value
 
 
+def job_deadline_s(first_step_s: float, steps: int) -> float:
+    """Seconds a clip of ``steps`` steps may take, given how long its first step took (see JOB_DEADLINE_MARGIN)."""
+    return max(float(JOB_DEADLINE_FLOOR_S), JOB_DEADLINE_MARGIN * steps * first_step_s)
+
+
 def limits_table(factor: int = 4, window: int = 32, strides=(1, 2, 4)) -> list[tuple[str, str]]:
     """(input, allowed values) rows for the README and the About tab."""
     lo, hi = frames_range(factor, window)
@@ -154,11 +166,12 @@ def limits_table(factor: int = 4, window: int = 32, strides=(1, 2, 4)) -> list[t
         ("steps", f"{MIN_STEPS} to {MAX_STEPS}"),
         ("guidance", f"{MIN_GUIDANCE:g} to {MAX_GUIDANCE:g}"),
         ("frames", f"multiple of {factor} from {lo} to {hi}; over {window} uses MultiDiffusion"),
-        ("sampler", "dpm++ or ddim"),
+        ("sampler", " or ".join(SAMPLERS)),
         ("stride", ", ".join(str(s) for s in strides)),
         ("fps", f"{MIN_FPS} to {MAX_FPS}"),
         ("first frame (optional)", f"{', '.join(IMAGE_FORMATS)} image up to {MAX_UPLOAD_BYTES // 2**20} MB, "
                                    f"{MAX_IMAGE_SIDE} px a side and {MAX_IMAGE_PIXELS / 1e6:.1f} Mpx"),
-        ("job time", f"{JOB_DEADLINE_S} s"),
+        ("job time", f"stopped past {JOB_DEADLINE_MARGIN:g}x its steps at its first step's pace "
+                     f"(at least {JOB_DEADLINE_FLOOR_S} s)"),
         ("queue", f"{QUEUE_MAX_SIZE} waiting, {GENERATE_CONCURRENCY} sampling at a time"),
     ]

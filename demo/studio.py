@@ -1,78 +1,47 @@
-"""The studio's handlers: validate, sample through ``stunet.pipeline``, keep files tidy, render views.
+"""The studio's request handlers: validate, sample through ``stunet.pipeline``, render the views.
 
-One ``Studio`` per app holds the shared (read-only) pipeline, the output folder and the
-lazily filled example cache. Everything per request lives in the request: its own
-``torch.Generator`` (made by the pipeline from the seed), its own ``Inspector``, and the
-``ClipRecord`` returned into the session's ``gr.State``.
+One ``Studio`` per app holds the shared (read-only) pipeline, the output folder (``files``), the
+example cache and the record registry (``sessions``). Everything per request lives in the
+request: its own ``torch.Generator`` (made by the pipeline from the seed), its own
+``Inspector``, and the ``ClipRecord`` returned into the session's ``gr.State``.
+
+The pipeline may still be loading when the page is served (``demo.app`` loads it in the
+background): handlers reach it through ``Studio.pipe``, which waits for it.
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
-import os
 import re
 import secrets
-import shutil
-import tempfile
 import threading
 import time
-import uuid
-import weakref
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import gradio as gr
 import numpy as np
 
-from stunet.diffusion import SAMPLERS
-from stunet.inspect import Inspector, Recording
+from stunet.inspect import Inspector
 from stunet.pipeline import Pipeline, Settings
 from stunet.video import read_image, to_uint8, write_video
 
+from . import figures as views
 from . import limits as L
-from . import views
+from .files import Outputs, upload_folder
 from .limits import LimitError
+from .sessions import LRU, ClipRecord, ExampleCache, Records
 
 log = logging.getLogger("stunet.studio")
 
-SAMPLER_LABELS = {"dpm++": "DPM-Solver++ (2M)", "ddim": "DDIM"}
+SAMPLER_LABELS = L.SAMPLER_LABELS
 HEAD_MEAN = "mean"
 LAYER_ALL = "all"
 MODE_MEAN = "average over all positions"
 MODE_POINT = "at the picked position"
 FEATURES_CACHE_SIZE = 16          # rendered feature views kept (all sessions together), so scrubbing back is instant
-
-
-@dataclass
-class ClipRecord:
-    """A session's last clip: what the Inspect tab shows (no second sampling run)."""
-    settings: Settings
-    fps: int
-    video: np.ndarray                   # t h w 3 uint8, the whole clip
-    words: list[str]                    # known words, token positions 1..n
-    unknown: list[str]
-    truncated: list[str]
-    recording: Recording
-    recorded_frames: int                # frames the recording covers (the first window for long clips)
-    mp4: str
-    gif: str
-    seconds: float
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    released: bool = False              # the recording was dropped to bound memory (see Studio._register)
-    first_frame: np.ndarray | None = field(default=None, repr=False)   # h w 3 uint8 when image-to-video
-
-    def release(self) -> None:
-        self.recording = Recording(level_names=list(self.recording.level_names))
-        self.released = True
-
-    def settings_dict(self) -> dict:
-        d = self.settings.to_dict()
-        d.pop("overlap", None)
-        d["fps"] = self.fps
-        if self.first_frame is not None:
-            d["first_frame"] = "uploaded image"
-        return d
 
 
 def slug(text: str, n: int = 32) -> str:
@@ -84,115 +53,126 @@ def md_escape(text: str) -> str:
     return html.escape(re.sub(r"([\\`*_{}\[\]()#+!|~])", r"\\\1", str(text)))
 
 
-def upload_folder() -> Path:
-    """Where Gradio keeps uploaded files (the only place a first-frame path may point to)."""
-    from gradio.utils import get_upload_folder
-    return Path(get_upload_folder()).resolve()
+def precision_of(pipe) -> dict:
+    """{"precision": name, "precision_reason": why} of the precision ``pipe`` computes in."""
+    prec = getattr(pipe, "precision", None)
+    if prec is None:                     # a pipeline without a precision setting computes in fp32
+        return {"precision": "fp32", "precision_reason": "the pipeline has no precision setting"}
+    return {"precision": prec.name, "precision_reason": prec.reason}
 
 
-def prune_files(blocks, max_bytes: int, max_files: int) -> int:
-    """Delete the oldest files Gradio keeps for ``blocks`` (outputs, previews, uploads) beyond the caps.
+# ------------------------------------------------------------------------------ handler outputs
+class _Outputs:
+    """A handler's outputs by name; the field order is the order of the Gradio output list."""
 
-    Gradio's own ``delete_cache`` only deletes by age, so a busy hour (or a stream of uploads)
-    could fill the disk; this keeps at most ``max_bytes`` and ``max_files``, deleting the oldest
-    down to 80 % of either cap. Files marked ``keep_in_cache`` (examples) are kept.
-    """
-    keep = set()
-    for component in list(blocks.blocks.values()):
-        keep.update(getattr(component, "keep_in_cache", ()))
-    files, seen = [], set()
-    for temp_set in list(blocks.temp_file_sets):
-        for f in list(temp_set):
-            if f in keep:
-                continue
-            try:
-                st = os.lstat(f)
-            except OSError:
-                temp_set.discard(f)
-                continue
-            if f not in seen:
-                seen.add(f)
-                files.append((st.st_mtime, st.st_size, f))
-    total, n = sum(x[1] for x in files), len(files)
-    if total <= max_bytes and n <= max_files:
-        return 0
-    files.sort()
-    removed = 0
-    root = upload_folder()
-    for _, size, f in files:
-        if total <= 0.8 * max_bytes and n <= 0.8 * max_files:
-            break
-        if not Path(f).resolve().is_relative_to(root):      # only ever delete inside Gradio's folder
-            continue
-        try:
-            os.remove(f)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            continue
-        for temp_set in list(blocks.temp_file_sets):
-            temp_set.discard(f)
-        parent = Path(f).resolve().parent
-        if parent != root and parent.parent == root:        # Gradio's per-file hash folder
-            try:
-                parent.rmdir()
-            except OSError:
-                pass
-        total, n, removed = total - size, n - 1, removed + 1
-    log.info("pruned %d cached files (%d left, %.1f MB)", removed, n, total / 2**20)
-    return removed
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def values(self) -> list:
+        return [getattr(self, n) for n in self.names()]
+
+    def __iter__(self):
+        return iter(self.values())
+
+    def __len__(self) -> int:
+        return len(dataclasses.fields(self))
+
+    def __getitem__(self, i):
+        return self.values()[i]
 
 
-def _janitor(studio_ref, stop: threading.Event) -> None:
-    while not stop.wait(L.CACHE_PRUNE_EVERY_S):
-        studio = studio_ref()
-        if studio is None:
-            return
-        try:
-            studio.prune_cache()
-        except Exception:  # pragma: no cover - housekeeping must never take the server down
-            log.exception("pruning the file cache failed")
-        del studio
+@dataclass
+class StepViews(_Outputs):
+    """Every view that depends on the denoising step (``gr.skip()`` where nothing changed)."""
+    features_img: Any
+    change_plot: Any
+    features_note: Any
+    picker: Any
+    matrix_plot: Any
+    offset_plot: Any
+    distance_plot: Any
+    words_img: Any
+    share_plot: Any
+    xt_img: Any
+    film_img: Any
+    shown_features: Any           # (clip id, recorded step) of the feature view on screen
+
+
+@dataclass
+class InspectViews(_Outputs):
+    """The whole Inspect tab for a new clip: its controls reset, then every view."""
+    inspect_info: Any
+    step: Any
+    t_layer: Any
+    head: Any
+    mode: Any
+    x_layer: Any
+    xt_row: Any
+    pyramid_plot: Any
+    features_img: Any
+    change_plot: Any
+    features_note: Any
+    picker: Any
+    matrix_plot: Any
+    offset_plot: Any
+    distance_plot: Any
+    words_img: Any
+    share_plot: Any
+    xt_img: Any
+    film_img: Any
+    shown_features: Any
 
 
 class Studio:
-    def __init__(self, pipeline: Pipeline, examples: list[list] | None = None):
-        self.pipe = pipeline
-        self.cfg = pipeline.config
-        self.tok = pipeline.tokenizer
+    def __init__(self, pipeline: Pipeline | None = None, examples: list[list] | None = None, *,
+                 config=None, tokenizer=None, loader: Callable[[], Pipeline] | None = None):
+        """``pipeline``, or ``config`` + ``tokenizer`` (read without the weights) and a ``loader``
+        that returns the pipeline (called on first use, from any thread; it may block)."""
+        if pipeline is None and (config is None or tokenizer is None or loader is None):
+            raise ValueError("Studio needs a pipeline, or config, tokenizer and loader")
+        self._pipe = pipeline
+        self._loader = loader
+        self.cfg = pipeline.config if pipeline is not None else config
+        self.tok = pipeline.tokenizer if pipeline is not None else tokenizer
         self.factor = self.cfg.temporal_factor
         self.window = self.cfg.frames
-        # Outputs are written inside Gradio's cache folder, so Gradio serves them as they are instead of
-        # copying them: Gradio 6.31 never deletes its copies of gr.Video / gr.DownloadButton outputs
-        # (they are missing from Blocks.temp_file_sets), while this folder is bounded by _cleanup.
-        root = upload_folder()
-        root.mkdir(parents=True, exist_ok=True)
-        self.out_dir = Path(tempfile.mkdtemp(prefix="stunet-studio-", dir=root))
-        weakref.finalize(self, shutil.rmtree, self.out_dir, ignore_errors=True)     # at exit, or when dropped
-        self.example_dir = self.out_dir / "examples"
-        self.examples = examples or []
-        self._example_cache: dict[tuple, ClipRecord] = {}
-        self._lock = threading.Lock()
-        self._features_cache: OrderedDict[tuple, tuple] = OrderedDict()   # (clip id, step) -> (image, figure)
-        self._live: OrderedDict[str, weakref.ref] = OrderedDict()         # session records, oldest first
+        self.files = Outputs()
+        self.examples = ExampleCache(examples)
+        self.records = Records()
+        self._features_cache = LRU(FEATURES_CACHE_SIZE)          # (clip id, step) -> (image, figure)
+        self._initial_pyramid = None
         self.video_scale = max(1, L.VIDEO_SIDE // max(self.cfg.height, self.cfg.width))
         self.gif_scale = max(1, L.GIF_SIDE // max(self.cfg.height, self.cfg.width))
-        self._blocks = None                                               # weakref to the gr.Blocks (attach)
-        self._janitor_stop = threading.Event()
-        weakref.finalize(self, self._janitor_stop.set)
+
+    @property
+    def pipe(self) -> Pipeline:
+        """The shared pipeline (waits for the background load on first use)."""
+        if self._pipe is None:
+            self._pipe = self._loader()
+        return self._pipe
+
+    @pipe.setter
+    def pipe(self, value) -> None:
+        self._pipe = value
+
+    # ------------------------------------------------------------------ files (see demo.files)
+    @property
+    def out_dir(self) -> Path:
+        return self.files.dir
+
+    @property
+    def example_dir(self) -> Path:
+        return self.files.example_dir
 
     def attach(self, blocks, janitor: bool = True) -> None:
-        """Bound the files Gradio keeps for ``blocks``: after every clip and every CACHE_PRUNE_EVERY_S."""
-        self._blocks = weakref.ref(blocks)
-        if janitor:
-            threading.Thread(target=_janitor, args=(weakref.ref(self), self._janitor_stop),
-                             name="stunet-cache-janitor", daemon=True).start()
+        self.files.attach(blocks, janitor)
 
     def prune_cache(self) -> int:
-        blocks = self._blocks() if self._blocks is not None else None
-        if blocks is None:
-            return 0
-        return prune_files(blocks, L.CACHE_MAX_BYTES, L.CACHE_MAX_FILES)
+        return self.files.prune_cache()
+
+    def _cleanup(self) -> None:
+        self.files.cleanup()
 
     # ------------------------------------------------------------------ validation
     def check_first_frame(self, value) -> np.ndarray | None:
@@ -228,7 +208,7 @@ class Studio:
         steps = L.check_int("Steps", steps, L.MIN_STEPS, L.MAX_STEPS)
         guidance = L.check_float("Guidance", guidance, L.MIN_GUIDANCE, L.MAX_GUIDANCE)
         frames = L.check_frames(frames, self.factor, self.window)
-        sampler = L.check_choice("Sampler", sampler, SAMPLERS)
+        sampler = L.check_choice("Sampler", sampler, L.SAMPLERS)
         if isinstance(stride, str) and stride.strip().isdigit():      # the API page lists the choices as text
             stride = int(stride)
         stride = L.check_int("Stride", stride, min(self.cfg.strides), max(self.cfg.strides))
@@ -243,6 +223,7 @@ class Studio:
 
     # ------------------------------------------------------------------ prompt words
     def prompt_html(self, prompt) -> str:
+        """The prompt's words as chips (styled by ``demo.style.CSS``): known, unknown (ignored), cut."""
         if not isinstance(prompt, str) or not prompt.strip():
             return ("<div class='words'><span class='hint'>Type a prompt: the words the model knows turn "
                     "green, the others are flagged.</span></div>")
@@ -250,22 +231,16 @@ class Studio:
         enc = self.tok.encode(text)
         known, cut = set(enc.words), list(enc.truncated)
         chips = []
-        base = "display:inline-block;padding:1px 8px;margin:2px;border-radius:999px;border:1px solid;"
-        strike = ";text-decoration:line-through"
-        style = {"known": base + "background:#dcfce7;border-color:#86efac;color:#14532d",
-                 "unknown": base + "background:#fee2e2;border-color:#fca5a5;color:#7f1d1d" + strike,
-                 "cut": base + "background:#f3f4f6;border-color:#d1d5db;color:#6b7280" + strike}
         for w in self.tok.split(text):
             e = html.escape(w)
             if w in cut:
                 cut.remove(w)
-                chips.append(f"<span class='chip cut' style='{style['cut']}' "
-                             f"title='beyond the {self.tok.max_words}-word limit: ignored'>{e}</span>")
+                chips.append(f"<span class='chip cut' title='beyond the {self.tok.max_words}-word limit: "
+                             f"ignored'>{e}</span>")
             elif w in known:
-                chips.append(f"<span class='chip known' style='{style['known']}' title='known word'>{e}</span>")
+                chips.append(f"<span class='chip known' title='known word'>{e}</span>")
             else:
-                chips.append(f"<span class='chip unknown' style='{style['unknown']}' "
-                             f"title='not in the vocabulary: ignored'>{e}</span>")
+                chips.append(f"<span class='chip unknown' title='not in the vocabulary: ignored'>{e}</span>")
         notes = []
         if enc.unknown:
             notes.append(f"{len(enc.unknown)} unknown word{'s' if len(enc.unknown) > 1 else ''} will be ignored")
@@ -273,38 +248,11 @@ class Studio:
             notes.append(f"the prompt is over the {L.MAX_PROMPT_CHARS}-character limit")
         if not enc.words:
             notes.append("no known word: nothing to generate from")
-        note = ""
-        if notes:
-            note = (f"<span class='hint warn' style='color:#b45309;margin-left:6px'>"
-                    f"{html.escape('; '.join(notes))}</span>")
+        note = f"<span class='hint warn'>{html.escape('; '.join(notes))}</span>" if notes else ""
         return f"<div class='words'>{''.join(chips)} {note}</div>"
 
     def vocabulary_md(self) -> str:
         return "The model knows these words: " + ", ".join(f"`{w}`" for w in self.tok.words)
-
-    # ------------------------------------------------------------------ files
-    def _cleanup(self) -> None:
-        """Delete request folders older than OUTPUT_TTL_S, and the oldest beyond MAX_OUTPUT_DIRS."""
-        now = time.time()
-        dirs = sorted((p for p in self.out_dir.iterdir() if p.is_dir() and p != self.example_dir),
-                      key=lambda p: p.stat().st_mtime)
-        for i, p in enumerate(dirs):
-            if now - p.stat().st_mtime > L.OUTPUT_TTL_S or len(dirs) - i > L.MAX_OUTPUT_DIRS:
-                shutil.rmtree(p, ignore_errors=True)
-
-    def _request_dir(self, example: bool) -> Path:
-        d = self.example_dir / uuid.uuid4().hex[:12] if example else self.out_dir / uuid.uuid4().hex[:12]
-        d.mkdir(parents=True, exist_ok=True)
-        return d
-
-    # ------------------------------------------------------------------ examples (cached lazily)
-    def _example_key(self, s: Settings, fps: int) -> tuple | None:
-        for row in self.examples:
-            p, seed, steps, guidance, frames = row
-            if (s.prompt, s.seed, s.steps, s.guidance, s.frames, s.sampler, s.stride, fps) == \
-                    (p, seed, steps, float(guidance), frames, L.DEFAULT_SAMPLER, L.DEFAULT_STRIDE, L.DEFAULT_FPS):
-                return (s, fps)
-        return None
 
     # ------------------------------------------------------------------ generate
     def _feature_steps(self, steps: int) -> list[int]:
@@ -327,6 +275,8 @@ class Studio:
             extra += " · from your first frame"
         if s.frames > self.window:
             extra += f" · {s.frames} frames via MultiDiffusion ({self.window}-frame windows)"
+        if rec.precision:
+            extra += f" · {md_escape(rec.precision['precision'])}"
         how = "from the example cache" if cached else f"in {rec.seconds:.1f} s"
         return f"**Done** {how} · seed {s.seed} · {s.steps} steps · {s.frames} frames{extra}"
 
@@ -339,10 +289,14 @@ class Studio:
             extra = f", sampler={s.sampler!r}, stride={s.stride}, fps={rec.fps}"
         if rec.first_frame is not None:
             extra += ", first_frame=handle_file(\"first.png\")"
+        why = ""
+        if rec.precision:
+            why = (f"\n\nComputed in **{md_escape(rec.precision['precision'])}**: "
+                   f"{md_escape(rec.precision['precision_reason'])}.")
         return ("```python\nfrom gradio_client import Client, handle_file\nclient = Client(\"http://127.0.0.1:7860/\")  "
                 "# or the Space's name\nvideo, mp4, gif, settings, preview, status = client.predict(\n"
                 f"    {s.prompt!r}, {s.seed}, {s.steps}, {s.guidance:g}, {s.frames}{extra},\n"
-                "    api_name=\"/generate\")\n```")
+                "    api_name=\"/generate\")\n```" + why)
 
     def _final(self, rec: ClipRecord, cached: bool = False):
         preview = views.preview_grid(rec.video, L.PREVIEW_MAX_FRAMES)
@@ -353,36 +307,42 @@ class Studio:
         """Generator: one preview per denoising step, then the clip, its files, settings and record.
 
         ``first_frame``: an uploaded image (image-to-video, Lumiere section 4): the clip starts from it.
+        The clip is stopped between steps once it runs, or is projected to run, past
+        ``limits.job_deadline_s`` (a multiple of its steps at the pace of its first step).
         """
         s, fps = self.check_generate(prompt, seed, steps, guidance, frames, sampler, stride, fps)
         first = self.check_first_frame(first_frame)
-        key = self._example_key(s, fps) if first is None else None
-        if key is not None and key in self._example_cache:
-            yield self._final(self._example_cache[key], cached=True)
+        key = self.examples.key(s, fps) if first is None else None
+        cached = self.examples.get(key)
+        if cached is not None:
+            yield self._final(cached, cached=True)
             return
         self._cleanup()
         skip = gr.skip()
-        progress(0, desc="Encoding the prompt")
+        progress(0, desc="Loading the model" if self._pipe is None else "Encoding the prompt")
+        pipe = self.pipe
         t0 = time.perf_counter()
-        first_done = None
-        inspector = Inspector(self.pipe.model, x0_steps=self._x0_steps(s),
-                                    feature_steps=self._feature_steps(s.steps), max_bytes=L.RECORD_MAX_BYTES)
+        first_done = deadline = None
+        inspector = Inspector(pipe.model, x0_steps=self._x0_steps(s),
+                              feature_steps=self._feature_steps(s.steps), max_bytes=L.RECORD_MAX_BYTES)
         last = None
         with inspector:
-            for out in self.pipe.iter(s, first_frame=first, inspector=inspector):
+            for out in pipe.iter(s, first_frame=first, inspector=inspector):
                 last = out
                 k, n = out.step + 1, out.num_steps
                 now = time.perf_counter()
                 elapsed = now - t0
                 if first_done is None:
-                    first_done = now
+                    first_done, deadline = now, L.job_deadline_s(elapsed, n)
                 elif k < n:
                     per_step = (now - first_done) / (k - 1)
                     projected = elapsed + per_step * (n - k)
-                    if projected > L.JOB_DEADLINE_S * 1.15 or elapsed > L.JOB_DEADLINE_S:
+                    if projected > deadline or elapsed > deadline:
                         raise LimitError(
                             f"This clip would take about {projected / 60:.1f} minutes, over this server's "
-                            f"{L.JOB_DEADLINE_S // 60}-minute limit per clip: use fewer steps or frames.")
+                            f"limit per clip ({L.JOB_DEADLINE_MARGIN:g}x its steps at the pace of its first "
+                            f"step, {deadline / 60:.1f} minutes here): use fewer steps or frames, or try again "
+                            "when the server is less busy.")
                 progress(k / n, desc=f"Denoising step {k}/{n}")
                 frames_now = views.V.clip_uint8(out.x0[:1])
                 yield (skip, skip, skip, skip, views.preview_grid(frames_now, L.PREVIEW_MAX_FRAMES),
@@ -393,48 +353,23 @@ class Studio:
         video = to_uint8(last.sample)
         seconds = time.perf_counter() - t0
         progress(1.0, desc="Encoding the video")
-        d = self._request_dir(example=key is not None)
+        d = self.files.request_dir(example=key is not None)
         name = f"stunet-{slug(s.prompt)}-seed{s.seed}"
         mp4 = write_video(d / f"{name}.mp4", video, fps=fps, scale=self.video_scale)
         gif = write_video(d / f"{name}.gif", video, fps=fps, scale=self.gif_scale)
         enc = self.tok.encode(s.prompt)
-        rec_frames = self._recorded_frames(inspector.recording, s.frames)
-        rec = ClipRecord(s, fps, video, list(enc.words), list(enc.unknown), list(enc.truncated),
-                         inspector.recording, rec_frames, str(mp4), str(gif), seconds, first_frame=first)
-        if inspector.recording.dropped:
-            log.warning("recording hit max_bytes: %d records dropped", inspector.recording.dropped)
+        recording = inspector.recording
+        rec = ClipRecord(s, fps, video, list(enc.words), list(enc.unknown), list(enc.truncated), recording,
+                         recording.recorded_frames(min(s.frames, self.window)), str(mp4), str(gif), seconds,
+                         first_frame=first, precision=precision_of(pipe))
+        if recording.dropped:
+            log.warning("recording hit max_bytes: %d records dropped", recording.dropped)
         if key is not None:
-            with self._lock:
-                self._example_cache.setdefault(key, rec)
+            self.examples.put(key, rec)
         else:
-            self._register(rec)
+            self.records.add(rec)
         self.prune_cache()
         yield self._final(rec)
-
-    def _register(self, rec: ClipRecord) -> None:
-        """Sessions keep their record in gr.State; this only bounds their total memory.
-
-        Gradio keeps a closed tab's state for an hour, so many short visits could pile up
-        recordings: past RECORDS_MAX_BYTES the oldest records still alive are released
-        (their Inspect tab then asks to generate again; the same seed gives the same clip).
-        """
-        with self._lock:
-            self._live[rec.id] = weakref.ref(rec)
-            alive = [(k, r()) for k, r in self._live.items()]
-            self._live = OrderedDict((k, self._live[k]) for k, r in alive if r is not None and not r.released)
-            total = sum(r.recording.nbytes for _, r in alive if r is not None and not r.released)
-            for k, r in alive:
-                if total <= L.RECORDS_MAX_BYTES or r is None or r is rec:
-                    continue
-                total -= r.recording.nbytes
-                r.release()
-                self._live.pop(k, None)
-
-    def _recorded_frames(self, recording: Recording, frames: int) -> int:
-        for (s, name), x in recording.features.items():
-            if name == recording.level_names[0]:
-                return int(x.shape[1])
-        return min(frames, self.window)
 
     # ------------------------------------------------------------------ replay / seed
     @staticmethod
@@ -468,12 +403,11 @@ class Studio:
         rec = self.need(rec)
         r = rec.recording
         n = rec.settings.steps
-        t_layers = views.tattn_layers(r)
-        x_layers = views.xattn_layers(r)
-        heads = views.tattn_heads(r, t_layers[0]) if t_layers else 0
+        t_layers = r.temporal_layers()
+        x_layers = r.cross_layers()
         s = rec.settings
         info = (f"Inspecting **{md_escape(s.prompt)}** · seed {s.seed} · {n} steps · {s.frames} frames. "
-                f"Feature maps were recorded at steps {', '.join(map(str, views.feature_steps(r)))}; "
+                f"Feature maps were recorded at steps {', '.join(map(str, r.feature_steps()))}; "
                 f"attention at every step; x0-hat at {len(r.x0)} steps.")
         if r.dropped:
             info += f" ({r.dropped} records were left out to stay under {L.RECORD_MAX_BYTES // 2**20} MB.)"
@@ -484,38 +418,53 @@ class Studio:
             info,
             gr.update(maximum=n - 1, value=n - 1, interactive=True),
             gr.update(choices=[(views.layer_label(x), x) for x in t_layers], value=t_layers[0] if t_layers else None),
-            gr.update(choices=head_choices(heads), value=HEAD_MEAN),
+            gr.update(choices=head_choices(r.heads(t_layers[0]) if t_layers else 0), value=HEAD_MEAN),
             gr.update(choices=[("all layers (averaged)", LAYER_ALL)] + [(views.layer_label(x), x) for x in x_layers],
                       value=LAYER_ALL),
             gr.update(maximum=rec.video.shape[1] - 1, value=rec.video.shape[1] // 2, interactive=True),
         )
 
-    def render_all(self, rec):
+    def head_update(self, rec, layer):
+        """The temporal-attention layer changed: its heads, reset to the mean."""
+        heads = 0
+        if isinstance(rec, ClipRecord) and not rec.released and isinstance(layer, str):
+            heads = rec.recording.heads(layer)
+        return gr.update(choices=head_choices(heads), value=HEAD_MEAN)
+
+    def render_all(self, rec) -> InspectViews:
         """Everything the Inspect tab shows for a new clip, in one request: controls reset, then every view."""
         rec = self.need(rec)
         info, step_u, t_layer_u, head_u, x_layer_u, row_u = self.inspect_controls(rec)
         r = rec.recording
         last = rec.settings.steps - 1
-        t_layers = views.tattn_layers(r)
+        t_layers = r.temporal_layers()
         row = rec.video.shape[1] // 2
         if t_layers:
             temporal = self.view_temporal(rec, last, t_layers[0], HEAD_MEAN, MODE_MEAN, 0, 0, False)
         else:
             msg = views.empty_figure("This model has no temporal attention.")
             temporal = (views.message_image("No temporal attention."), msg, msg, msg)
-        if views.xattn_layers(r):
+        if r.cross_layers():
             words = self.view_words(rec, last, LAYER_ALL, False)
         else:
             words = (views.message_image("No text cross-attention."), views.empty_figure("No cross-attention."))
-        recorded = views.feature_steps(r)
+        recorded = r.feature_steps()
         shown = (rec.id, views.nearest(recorded, last)) if recorded else None
-        out = (info, step_u, t_layer_u, head_u, MODE_MEAN, x_layer_u, row_u,
-               self.view_pyramid(rec.settings.frames), *self.view_features(rec, last), *temporal, *words,
-               *self.view_xt(rec, row, last), shown)
+        features_img, change_plot, features_note = self.view_features(rec, last)
+        picker, matrix_plot, offset_plot, distance_plot = temporal
+        words_img, share_plot = words
+        xt_img, film_img = self.view_xt(rec, row, last)
+        out = InspectViews(
+            inspect_info=info, step=step_u, t_layer=t_layer_u, head=head_u, mode=MODE_MEAN, x_layer=x_layer_u,
+            xt_row=row_u, pyramid_plot=self.view_pyramid(rec.settings.frames), features_img=features_img,
+            change_plot=change_plot, features_note=features_note, picker=picker, matrix_plot=matrix_plot,
+            offset_plot=offset_plot, distance_plot=distance_plot, words_img=words_img, share_plot=share_plot,
+            xt_img=xt_img, film_img=film_img, shown_features=shown)
         threading.Thread(target=self._warm_features, args=(rec,), name="stunet-warm-features", daemon=True).start()
         return out
 
-    def view_step(self, rec, step, t_layer, head, mode, row, col, hide_diagonal, x_layer, average, xt_row, shown):
+    def view_step(self, rec, step, t_layer, head, mode, row, col, hide_diagonal, x_layer, average, xt_row,
+                  shown) -> StepViews:
         """The step slider moved: every step-dependent view in one request (one handler per trigger).
 
         Outputs that do not depend on the step (the position picker, the distance-over-steps
@@ -525,16 +474,23 @@ class Studio:
         rec = self.need(rec)
         skip = gr.skip()
         step = self.check_step(rec, step)
-        recorded = views.feature_steps(rec.recording)
+        r = rec.recording
+        recorded = r.feature_steps()
         key = (rec.id, views.nearest(recorded, step)) if recorded else None
         features = (skip,) * 3 if key is not None and key == shown else self.view_features(rec, step)
-        if views.tattn_layers(rec.recording):
-            temporal = (skip, *self.view_temporal(rec, step, t_layer, head, mode, row, col, hide_diagonal)[1:3], skip)
-        else:
-            temporal = (skip,) * 4
-        words = self.view_words(rec, step, x_layer, average) if views.xattn_layers(rec.recording) else (skip,) * 2
+        matrix = offsets = skip
+        if r.temporal_layers():
+            _, matrix, offsets, _ = self.view_temporal(rec, step, t_layer, head, mode, row, col, hide_diagonal)
+        words = self.view_words(rec, step, x_layer, average) if r.cross_layers() else (skip,) * 2
         film = self.view_xt(rec, xt_row, step)[1]
-        return (*features, *temporal, *words, skip, film, key)
+        return StepViews(*features, picker=skip, matrix_plot=matrix, offset_plot=offsets, distance_plot=skip,
+                         words_img=words[0], share_plot=words[1], xt_img=skip, film_img=film, shown_features=key)
+
+    def initial_pyramid(self):
+        """The pyramid of the training window, shown before any clip (drawn once, on the first page load)."""
+        if self._initial_pyramid is None:
+            self._initial_pyramid = views.pyramid_figure(self.cfg, self.window)
+        return self._initial_pyramid
 
     def view_pyramid(self, frames):
         frames = L.check_frames(frames, self.factor, self.window)
@@ -543,7 +499,7 @@ class Studio:
     def view_features(self, rec, step):
         rec = self.need(rec)
         step = self.check_step(rec, step)
-        recorded = views.feature_steps(rec.recording)
+        recorded = rec.recording.feature_steps()
         if not recorded:
             raise LimitError("No feature maps were recorded for this clip.")
         shown = views.nearest(recorded, step)
@@ -556,22 +512,16 @@ class Studio:
     def _features(self, rec: ClipRecord, step: int) -> tuple:
         """(image, figure) of the feature view at a recorded step, from a small LRU cache."""
         key = (rec.id, step)
-        with self._lock:
-            hit = self._features_cache.get(key)
-            if hit is not None:
-                self._features_cache.move_to_end(key)
-                return hit
-        hit = views.features_image(rec.recording, step), views.change_figure(rec.recording, step)
-        with self._lock:
-            self._features_cache[key] = hit
-            while len(self._features_cache) > FEATURES_CACHE_SIZE:
-                self._features_cache.popitem(last=False)
+        hit = self._features_cache.get(key)
+        if hit is None:
+            hit = views.features_image(rec.recording, step), views.change_figure(rec.recording, step)
+            self._features_cache.put(key, hit)
         return hit
 
     def _warm_features(self, rec: ClipRecord) -> None:
         """Render the other recorded steps in the background, so moving the step slider is quick."""
         try:
-            for s in reversed(views.feature_steps(rec.recording)):
+            for s in reversed(rec.recording.feature_steps()):
                 if rec.released:
                     return
                 self._features(rec, s)
@@ -580,16 +530,15 @@ class Studio:
 
     def _tattn_args(self, rec: ClipRecord, step, layer, head, mode, row, col):
         r = rec.recording
-        layers = views.tattn_layers(r)
+        layers = r.temporal_layers()
         if not layers:
             raise LimitError("This model has no temporal attention layers.")
         step = self.check_step(rec, step)
         layer = L.check_choice("Layer", layer, layers)
-        heads = views.tattn_heads(r, layer)
         head = L.check_choice("Head", head if isinstance(head, str) else str(head),
-                              [HEAD_MEAN] + [str(i) for i in range(heads)])
+                              [HEAD_MEAN] + [str(i) for i in range(r.heads(layer))])
         mode = L.check_choice("Mode", mode, [MODE_MEAN, MODE_POINT])
-        t, gh, gw = views.tattn_grid(r, layer)
+        t, gh, gw = r.grid(layer)
         pos = None
         if mode == MODE_POINT:
             pos = (L.check_int("Position row", row, 0, gh - 1), L.check_int("Position column", col, 0, gw - 1))
@@ -615,9 +564,8 @@ class Studio:
     def pick(self, rec, layer, evt: gr.SelectData):
         """A click on the picker image -> (row, col) at the layer's resolution, and switch to that mode."""
         rec = self.need(rec)
-        layers = views.tattn_layers(rec.recording)
-        layer = L.check_choice("Layer", layer, layers)
-        t, gh, gw = views.tattn_grid(rec.recording, layer)
+        layer = L.check_choice("Layer", layer, rec.recording.temporal_layers())
+        t, gh, gw = rec.recording.grid(layer)
         x, y = evt.index if isinstance(evt.index, (list, tuple)) else (0, 0)
         H, W = rec.video.shape[1:3]
         side = 256
@@ -628,15 +576,15 @@ class Studio:
         rec = self.need(rec)
         step = self.check_step(rec, step)
         r = rec.recording
-        layers = views.xattn_layers(r)
+        layers = r.cross_layers()
         if not layers:
             raise LimitError("This model has no text cross-attention layers.")
         layer = L.check_choice("Layer", layer, [LAYER_ALL] + layers)
         average = L.check_bool("Average over steps", average)
         T = rec.recorded_frames
         H, W = rec.video.shape[1:3]
-        maps = views.word_attention(r, rec.words, T, (H, W), None if average else step,
-                                    None if layer == LAYER_ALL else layer)
+        maps = r.word_attention(len(rec.words), T, (H, W), None if average else step,
+                                None if layer == LAYER_ALL else layer)
         when = "averaged over all steps" if average else f"step {step}"
         which = "all layers" if layer == LAYER_ALL else views.layer_label(layer)
         return (views.word_attention_image(rec.video[:T], rec.words, maps),
@@ -651,7 +599,7 @@ class Studio:
 
     def export_npz(self, rec):
         rec = self.need(rec)
-        d = self._request_dir(example=False)
+        d = self.files.request_dir()
         path = d / f"stunet-recording-{slug(rec.settings.prompt)}-seed{rec.settings.seed}.npz"
         save_recording(rec, path)
         return str(path)

@@ -71,7 +71,7 @@ def main(argv=None) -> dict:
         "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1),
         "peak_before_request_mb": round(peak_before, 1), "rss_after_mb": round(rss_mb(), 1),
         "recording_mb": round(rec.recording.nbytes / 2**20, 1), "seconds": round(seconds, 1),
-        "deadline_s": L.JOB_DEADLINE_S,
+        "deadline_floor_s": L.JOB_DEADLINE_FLOOR_S, "deadline_margin": L.JOB_DEADLINE_MARGIN,
     }
     print(json.dumps(result))
     return result

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .layers import CrossAttention, TemporalAttention
+from .model import describe_pyramid, level_path
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,61 @@ class Recording:
 
     def layers(self, kind: str) -> list[str]:
         return list(dict.fromkeys(k[1] for k in getattr(self, kind)))
+
+    # ----------------------------------------------------------------- queries (what the studio shows)
+    def feature_steps(self) -> list[int]:
+        """The denoising steps with feature maps."""
+        return self.steps("features")
+
+    def temporal_layers(self) -> list[str]:
+        """Temporal-attention layers recorded (``level.block.attention``), in forward order."""
+        return self.layers("temporal_attention")
+
+    def cross_layers(self) -> list[str]:
+        """Text cross-attention layers recorded (``level.block``), in forward order."""
+        return self.layers("cross_attention")
+
+    def heads(self, layer: str) -> int:
+        """Heads of a temporal-attention layer (0 if it was not recorded)."""
+        for (_, name), p in self.temporal_attention.items():
+            if name == layer:
+                return int(p.shape[2])
+        return 0
+
+    def grid(self, layer: str) -> tuple[int, int, int]:
+        """(frames, height, width) of a temporal-attention layer."""
+        for (_, name), p in self.temporal_attention.items():
+            if name == layer:
+                return int(p.shape[3]), int(p.shape[0]), int(p.shape[1])
+        raise KeyError(layer)
+
+    def recorded_frames(self, default: int) -> int:
+        """Frames the features cover (the first window of a long clip), or ``default`` without features."""
+        first = self.level_names[0] if self.level_names else None
+        for (_, name), x in self.features.items():
+            if name == first:
+                return int(x.shape[1])
+        return default
+
+    def word_attention(self, n_words: int, frames: int, size: tuple[int, int], step: int | None = None,
+                       layer: str | None = None) -> np.ndarray:
+        """(n_words, frames, H, W): the attention mass of each known word (token positions 1..n_words), DAAM-style.
+
+        ``step=None`` averages the recorded steps; ``layer=None`` averages every cross-attention
+        layer, so a value is the share of that pixel's attention the word takes.
+        """
+        from .analysis import to_numpy, word_maps
+        layers = [layer] if layer else self.cross_layers()
+        steps = self.steps("cross_attention") if step is None else [step]
+        positions = list(range(1, n_words + 1))
+        maps = []
+        for name in layers:
+            per = [self.cross_attention[(s, name)] for s in steps if (s, name) in self.cross_attention]
+            if per:
+                maps.append(np.mean([to_numpy(p) for p in per], axis=0))
+        if not maps or not positions:
+            return np.zeros((len(positions), frames, *size), dtype=np.float32)
+        return word_maps(maps, positions, (frames, *size), reduce="mean")
 
     def arrays(self, dtype=np.float16) -> dict[str, np.ndarray]:
         """Everything recorded as numpy arrays, keyed ``kind/SSS/name`` (``x0/SSS``, ``timesteps``)."""
@@ -202,21 +258,23 @@ class Inspector:
 
 
 def named_levels(model):
-    """(name, Level) in forward order: ``enc0 .. enc{L-2}``, ``mid`` (coarsest), ``dec{L-2} .. dec0``."""
-    L = len(model.enc)
-    for i, level in enumerate(model.enc):
-        yield ("mid" if i == L - 1 else f"enc{i}"), level
-    for i in reversed(range(len(model.dec))):
-        yield f"dec{i}", model.dec[i]
+    """(name, Level) in forward order, named by ``model.level_path``: ``enc0 ..``, ``mid``, ``.. dec0``."""
+    for name, depth in level_path(len(model.enc)):
+        yield name, (model.dec[depth] if name.startswith("dec") else model.enc[depth])
 
 
 def layer_names(model) -> tuple[list[tuple[str, int]], list[str]]:
-    """(temporal-attention layers with their head counts, cross-attention layers), as the Inspector names them."""
+    """(temporal-attention layers with their head counts, cross-attention layers), as the Inspector names them.
+
+    ``model``: a STUNet or just its config (nothing is built: the studio asks before its weights are loaded).
+    """
+    cfg = getattr(model, "config", model)
     temporal, cross = [], []
-    for name, level in named_levels(model):
-        for bi, blk in enumerate(level.blocks):
-            for ai, attn in enumerate(blk.temporal_attn):
-                temporal.append((f"{name}.{bi}.{ai}", attn.heads))
-            if blk.cross is not None:
-                cross.append(f"{name}.{bi}")
+    for lv in describe_pyramid(cfg, path=True):
+        for bi in range(cfg.blocks_per_level):
+            for ai in range(lv.temporal_attention):
+                heads = max(1, lv.channels // cfg.head_dim)             # as TemporalAttention.heads
+                temporal.append((f"{lv.name}.{bi}.{ai}", heads))
+            if lv.cross_attention:
+                cross.append(f"{lv.name}.{bi}")
     return temporal, cross

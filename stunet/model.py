@@ -233,7 +233,22 @@ class STUNet(nn.Module):
         return [p for n, p in self.named_parameters() if is_temporal_param(n)]
 
 
-def describe_pyramid(cfg: STUNetConfig, frames: int | None = None) -> list[LevelInfo]:
+def level_path(levels: int) -> list[tuple[str, int]]:
+    """(name, depth) of every level a clip passes through, in forward order.
+
+    ``enc0 .. enc{L-2}``, ``mid`` (the coarsest level) and ``dec{L-2} .. dec0``; depth 0 is the
+    finest. The Inspector records under these names and the studio labels its views with them.
+    """
+    return ([(f"enc{i}", i) for i in range(levels - 1)] + [("mid", levels - 1)]
+            + [(f"dec{i}", i) for i in reversed(range(levels - 1))])
+
+
+def describe_pyramid(cfg: STUNetConfig, frames: int | None = None, path: bool = False) -> list[LevelInfo]:
+    """Feature shape and layers at every resolution level (``level0`` finest .. coarsest).
+
+    ``path=True``: every level a clip passes through in forward order, named as ``level_path``
+    (``enc0 .. mid .. dec0``; a decoder level has the shape of the encoder level at its depth).
+    """
     t = cfg.frames if frames is None else frames
     cfg.check_frames(t)
     h, w = cfg.height, cfg.width
@@ -247,6 +262,9 @@ def describe_pyramid(cfg: STUNetConfig, frames: int | None = None) -> list[Level
             h, w = h // 2, w // 2
             if cfg.temporal and cfg.temporal_down[i]:
                 t //= 2
+    if path:
+        import dataclasses                      # local: the module's imports are left as they are
+        return [dataclasses.replace(out[depth], name=name) for name, depth in level_path(L)]
     return out
 
 

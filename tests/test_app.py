@@ -70,8 +70,10 @@ def test_generate_returns_playable_h264_with_asked_frames(generated):
     frames = decode(video)
     assert frames.shape[0] == 12 and frames.shape[1] == frames.shape[2] >= 256      # upscaled for viewing
     assert decode(gif).shape[0] == 12
+    precision = {k: settings.pop(k) for k in ("precision", "precision_reason")}       # what it computed in, and why
     assert settings == {"prompt": PROMPT, "seed": 7, "steps": 3, "guidance": 3.0, "frames": 12,
                         "sampler": "dpm++", "stride": 1, "fps": 8}
+    assert precision["precision"] in ("fp32", "bf16") and precision["precision_reason"]
     assert "seed 7" in status and Path(preview).is_file()
 
 
@@ -206,3 +208,17 @@ def test_app_py_starts_without_sampling(tiny_checkpoint, tmp_path):
         proc.wait(timeout=20)
         log.close()
     assert "Denoising" not in (tmp_path / "server.log").read_text()
+
+
+def test_building_the_page_imports_no_plotting_or_diffusers(tiny_checkpoint):
+    """The page is built (``demo.app.demo``) before diffusers, plotly or matplotlib is imported, and the
+    model loads in the background: none of them is on the start-up path (issue 16, item 5)."""
+    code = ("import sys, demo.app as m\n"
+            "m.SERVER_WAIT_S = 3600\n"                       # keep the background load waiting for a server
+            "d = m.demo\n"
+            "heavy = sorted(k for k in ('diffusers', 'plotly', 'matplotlib') if k in sys.modules)\n"
+            "print('HEAVY', heavy, 'LOADED', m._PIPELINE is not None, 'STUDIO', type(d.studio).__name__)\n")
+    env = dict(os.environ, STUNET_MODEL=str(tiny_checkpoint), GRADIO_ANALYTICS_ENABLED="False")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY [] LOADED False STUDIO Studio" in r.stdout, r.stdout + r.stderr

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import launched_app
 
+from stunet.defaults import STEPS
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -68,6 +70,8 @@ def test_generate_play_and_inspect(page):
     pg.wait_for_selector("#generate-btn")
     pg.fill("#prompt textarea", "a green triangle bouncing zzz")
     pg.wait_for_selector("#prompt-words .chip.unknown")          # the unknown word is flagged as you type
+    assert pg.locator("#prompt-words .chip.unknown").evaluate(     # styled by the page's CSS (demo/style.py)
+        "e => getComputedStyle(e).textDecorationLine") == "line-through"
     t0 = time.perf_counter()
     pg.click("#generate-btn")
     pg.wait_for_function("""() => { const v = document.querySelector('#clip video');
@@ -79,9 +83,10 @@ def test_generate_play_and_inspect(page):
 
     pg.click("button[role=tab]:has-text('Inspect')")
     pg.wait_for_function("() => !!document.querySelector('#t-matrix .js-plotly-plot')")
+    pg.wait_for_function("() => !!document.querySelector('#pyramid .js-plotly-plot')")
     pg.wait_for_function("() => !!document.querySelector('#filmstrip img')")
     before = _matrix(pg)
-    assert before and "step 19" in before
+    assert before and f"step {STEPS - 1}" in before
     slider = pg.locator("#step input[type=range]")
     t1 = time.perf_counter()
     slider.focus()
@@ -89,7 +94,7 @@ def test_generate_play_and_inspect(page):
         pg.keyboard.press("ArrowLeft")
     pg.wait_for_function("(b) => { const p = document.querySelector('#t-matrix .js-plotly-plot');"
                          " return p && p.data && JSON.stringify([p.layout.title, p.data[0].z]) !== b"
-                         " && JSON.stringify(p.layout.title).includes('step 14'); }", arg=before)
+                         f" && JSON.stringify(p.layout.title).includes('step {STEPS - 6}'); }}", arg=before)
     changed = time.perf_counter() - t1
     after = _matrix(pg)
     assert json.loads(after)[1] != json.loads(before)[1]        # the heat map itself changed, not just its title

@@ -223,7 +223,7 @@ LIMIT_CASES = [   # (args after the prompt ..., what the message must name)
     ((PROMPT, 0, 1, 3.0, 0), "Frames must be a multiple of 2 from 2 to 32"),
     ((PROMPT, 0, 1, 3.0, 34), "Frames must be a multiple of 2 from 2 to 32"),
     ((PROMPT, 0, 1, 3.0, 7), "Frames must be a multiple of 2"),
-    ((PROMPT, 0, 1, 3.0, 8, "euler", 1, 8), "Sampler must be one of: ddim, dpm++"),
+    ((PROMPT, 0, 1, 3.0, 8, "euler", 1, 8), "Sampler must be one of: dpm++, ddim"),
     ((PROMPT, 0, 1, 3.0, 8, "dpm++", 3, 8), "Stride must be"),
     ((PROMPT, 0, 1, 3.0, 8, "dpm++", 1, 0), "Frame rate must be a whole number from 1 to 30"),
     ((PROMPT, 0, 1, 3.0, 8, "dpm++", 1, 31), "Frame rate must be a whole number from 1 to 30"),
@@ -526,7 +526,8 @@ def test_cancel_stops_within_one_step_and_releases_everything(url, studio):
 def test_every_job_has_a_deadline(client, studio, monkeypatch):
     from gradio_client.exceptions import AppError
     from demo import limits as L
-    monkeypatch.setattr(L, "JOB_DEADLINE_S", 1)
+    monkeypatch.setattr(L, "JOB_DEADLINE_FLOOR_S", 0)
+    monkeypatch.setattr(L, "JOB_DEADLINE_MARGIN", 0.5)
     hooks_before = hook_count(studio.pipe.model)
     with slow_model(studio.pipe.model, 0.2) as calls:
         with pytest.raises(AppError, match="limit per clip"):
@@ -587,7 +588,7 @@ def test_upload_floods_are_pruned(app, url, monkeypatch):
 def test_the_janitor_prunes_on_a_schedule(monkeypatch):
     import weakref
     from demo import limits as L
-    from demo.studio import _janitor
+    from demo.files import _janitor
     monkeypatch.setattr(L, "CACHE_PRUNE_EVERY_S", 0.01)
 
     class Fake:
@@ -742,7 +743,7 @@ def test_no_code_path_unpickles():
 @pytest.mark.integration
 def test_internal_errors_are_short_for_the_user_and_full_in_the_log(app, client, monkeypatch, caplog):
     from gradio_client.exceptions import AppError
-    from demo import views
+    from demo import figures as views
     d = app[0]
     real = d.studio.pipe
 

@@ -1,4 +1,4 @@
-"""The studio's maths and handlers without a server: stunet.views, demo.views, demo.limits, demo.studio."""
+"""The studio's maths and handlers without a server: stunet.analysis, demo.figures, demo.limits, demo.studio."""
 from __future__ import annotations
 
 import html
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from stunet import views as V
+from stunet import analysis as V
 
 
-# ----------------------------------------------------------------------------- stunet.views
+# ----------------------------------------------------------------------------- stunet.analysis
 def test_pca_rgb_shape_range_and_determinism():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(16, 4, 5, 6, generator=g).half()
@@ -211,7 +211,7 @@ def test_generate_validates(studio):
 
 
 def test_record_and_views(studio, record):
-    from demo import views
+    from demo import figures as views
     rec = record
     assert rec.video.shape == (8, 16, 16, 3) and rec.video.dtype == np.uint8
     assert rec.words == ["a", "red", "circle", "moving", "right", "quickly"] and rec.unknown == ["zzz"]
@@ -290,10 +290,22 @@ def test_example_cache_and_cleanup(studio, monkeypatch, tmp_path):
 
 
 def test_deadline(studio, monkeypatch):
+    from conftest import slow_model
     from demo import limits as L
-    monkeypatch.setattr(L, "JOB_DEADLINE_S", 0)
-    with pytest.raises(L.LimitError, match="limit per clip"):
-        list(studio.generate("a blue square", 5, 4, 3.0, 8))
+    monkeypatch.setattr(L, "JOB_DEADLINE_FLOOR_S", 0)
+    monkeypatch.setattr(L, "JOB_DEADLINE_MARGIN", 0.5)      # stop once a clip is projected past half its pace
+    with slow_model(studio.pipe.model, 0) as calls:
+        with pytest.raises(L.LimitError, match="limit per clip"):
+            list(studio.generate("a blue square", 5, 4, 3.0, 8))
+    assert len(calls) == 2                                  # stopped after the second of four steps
+
+
+def test_deadline_scales_with_the_first_step():
+    """The job limit is counted in steps at the pace of the first one: a 3x slower machine gets 3x the time."""
+    from demo import limits as L
+    fast, slow = L.job_deadline_s(2.0, 50), L.job_deadline_s(6.0, 50)
+    assert slow == 3 * fast == 3 * L.JOB_DEADLINE_MARGIN * 50 * 2.0
+    assert L.job_deadline_s(0.001, 1) == L.JOB_DEADLINE_FLOOR_S
 
 
 def test_prompt_html_flags_unknown_words(studio):
@@ -304,8 +316,8 @@ def test_prompt_html_flags_unknown_words(studio):
 
 
 def test_pyramid_rows_match_recording(studio, record):
-    from demo.views import pyramid_rows
-    rows = pyramid_rows(studio.cfg, 8)
+    from stunet.model import describe_pyramid
+    rows = describe_pyramid(studio.cfg, 8, path=True)
     assert [r.name for r in rows] == record.recording.level_names
     for r in rows:
         c, t, h, w = record.recording.features[(2, r.name)].shape
@@ -317,6 +329,32 @@ def test_layer_names_match_inspector(studio, record):
     temporal, cross = layer_names(studio.pipe.model)
     assert [n for n, _ in temporal] == record.recording.layers("temporal_attention")
     assert cross == record.recording.layers("cross_attention")
+    assert [h for _, h in temporal] == [record.recording.heads(n) for n, _ in temporal]
+
+
+@pytest.mark.parametrize("name", ["tiny", "shapes", "vdm"])
+def test_layer_names_from_config_match_the_modules(name):
+    """The studio lists layers from the config (before the weights load): the same as the built model's."""
+    from stunet.config import preset
+    from stunet.inspect import layer_names, named_levels
+    from stunet.model import STUNet
+    model = STUNet(preset(name))
+    temporal, cross = [], []
+    for level, module in named_levels(model):
+        for bi, blk in enumerate(module.blocks):
+            temporal += [(f"{level}.{bi}.{ai}", attn.heads) for ai, attn in enumerate(blk.temporal_attn)]
+            cross += [f"{level}.{bi}"] if blk.cross is not None else []
+    assert layer_names(model.config) == layer_names(model) == (temporal, cross)
+
+
+def test_recording_queries(record):
+    r = record.recording
+    assert r.feature_steps() == r.steps("features") and r.temporal_layers() == ["mid.0.0"]
+    assert r.cross_layers() == r.layers("cross_attention") and r.heads("mid.0.0") == 2 and r.heads("nope") == 0
+    assert r.grid("mid.0.0") == (4, 8, 8) and r.recorded_frames(99) == 8
+    maps = r.word_attention(len(record.words), 8, (16, 16))
+    assert maps.shape == (6, 8, 16, 16) and np.all(maps >= 0)
+    assert r.word_attention(0, 8, (16, 16)).shape == (0, 8, 16, 16)
 
 
 def test_about_svg(studio):

@@ -2,18 +2,29 @@
 
 Inputs are what the library produces: a ``stunet.inspect.Recording``, the clip as
 t h w 3 uint8, the model's ``STUNetConfig``. Outputs are plotly figures or h w 3 uint8
-images (PIL draws the labels). The maths lives in ``stunet.views``.
+images (PIL draws the labels). The maths lives in ``stunet.analysis``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
-from stunet import views as V
+from stunet import analysis as V
+from stunet.model import describe_pyramid, level_path
+
+
+class _LazyPlotly:
+    """``plotly.graph_objects``, imported on the first figure drawn, not when the studio is imported
+    (it costs start-up time the page should not wait for)."""
+
+    def __getattr__(self, name):
+        import plotly.graph_objects as go
+        return getattr(go, name)
+
+
+go = _LazyPlotly()
 
 BG = (255, 255, 255)
 INK = (40, 40, 48)
@@ -59,58 +70,23 @@ def message_image(message: str, width: int = 640, height: int = 120) -> np.ndarr
 
 
 # ============================================================================ the pyramid
-@dataclass(frozen=True)
-class LevelRow:
-    """One level as the Inspector names it (enc0 .. mid .. dec0), with its feature shape."""
-    name: str
-    depth: int                  # resolution level (0 = finest)
-    channels: int
-    frames: int
-    height: int
-    width: int
-    temporal_conv: bool
-    temporal_attention: int
-    cross_attention: bool
-    spatial_attention: bool
-
-    @property
-    def kind(self) -> str:
-        return self.name.rstrip("0123456789")
-
-    @property
-    def shape(self) -> str:
-        return f"{self.channels}×{self.frames}×{self.height}×{self.width}"
-
-    def layers(self) -> str:
-        parts = []
-        if self.temporal_conv:
-            parts.append("temporal conv")
-        if self.temporal_attention:
-            parts.append(f"temporal attention ×{self.temporal_attention}")
-        if self.cross_attention:
-            parts.append("text cross-attention")
-        if self.spatial_attention:
-            parts.append("spatial attention")
-        return ", ".join(parts) or "spatial conv only"
+def level_kind(name: str) -> str:
+    """'enc1' -> 'enc', 'mid' -> 'mid', 'dec0' -> 'dec'."""
+    return name.rstrip("0123456789")
 
 
-def pyramid_rows(config, frames: int | None = None) -> list[LevelRow]:
-    """The path a clip takes: enc0 .. enc{L-2}, mid, dec{L-2} .. dec0 (the Inspector's level names)."""
-    from stunet.model import describe_pyramid
-    info = describe_pyramid(config, frames)
-    L = len(info)
-    rows = []
-
-    def row(name, i):
-        lv = info[i]
-        return LevelRow(name, i, lv.channels, lv.frames, lv.height, lv.width, lv.temporal_conv,
-                        lv.temporal_attention, lv.cross_attention, bool(config.spatial_attention[i]))
-    for i in range(L - 1):
-        rows.append(row(f"enc{i}", i))
-    rows.append(row("mid", L - 1))
-    for i in reversed(range(L - 1)):
-        rows.append(row(f"dec{i}", i))
-    return rows
+def level_layers(lv, spatial_attention: bool) -> str:
+    """What a level (``describe_pyramid``'s ``LevelInfo``) holds besides its convolutions, in words."""
+    parts = []
+    if lv.temporal_conv:
+        parts.append("temporal conv")
+    if lv.temporal_attention:
+        parts.append(f"temporal attention ×{lv.temporal_attention}")
+    if lv.cross_attention:
+        parts.append("text cross-attention")
+    if spatial_attention:
+        parts.append("spatial attention")
+    return ", ".join(parts) or "spatial conv only"
 
 
 def pyramid_figure(config, frames: int | None = None) -> go.Figure:
@@ -122,11 +98,12 @@ def pyramid_figure(config, frames: int | None = None) -> go.Figure:
     """
     window = config.frames
     T = min(frames or window, window)
-    rows = pyramid_rows(config, T)
+    rows = describe_pyramid(config, T, path=True)                 # enc0 .. mid .. dec0, as the Inspector names them
+    depths = [d for _, d in level_path(config.levels)]
     H0 = rows[0].height
     fig = go.Figure()
     n = len(rows)
-    for r, lv in enumerate(rows):
+    for r, (lv, depth) in enumerate(zip(rows, depths)):
         y0 = n - 1 - r
         s = T // lv.frames
         hh = 0.8 * lv.height / H0
@@ -136,15 +113,16 @@ def pyramid_figure(config, frames: int | None = None) -> go.Figure:
             a, b = k * s + gap, (k + 1) * s - gap
             xs += [a, b, b, a, a, None]
             ys += [y0 - hh / 2, y0 - hh / 2, y0 + hh / 2, y0 + hh / 2, y0 - hh / 2, None]
-        color = LEVEL_COLORS["mid"] if lv.temporal_attention else LEVEL_COLORS.get(lv.kind, "#3b82f6")
-        hover = (f"<b>{lv.name}</b> (level {lv.depth})<br>{lv.channels} channels × {lv.frames} frames × "
-                 f"{lv.height}×{lv.width}<br>one frame here = {s} clip frame{'s' if s > 1 else ''}<br>{lv.layers()}")
+        color = LEVEL_COLORS["mid"] if lv.temporal_attention else LEVEL_COLORS.get(level_kind(lv.name), "#3b82f6")
+        layers = level_layers(lv, bool(config.spatial_attention[depth]))
+        hover = (f"<b>{lv.name}</b> (level {depth})<br>{lv.channels} channels × {lv.frames} frames × "
+                 f"{lv.height}×{lv.width}<br>one frame here = {s} clip frame{'s' if s > 1 else ''}<br>{layers}")
         fig.add_trace(go.Scatter(x=xs, y=ys, fill="toself", mode="lines", line=dict(color=color, width=1),
                                  fillcolor=color, opacity=0.85 if lv.temporal_attention else 0.55,
                                  hoveron="fills", hoverinfo="text", text=hover, name=lv.name, showlegend=False))
         fig.add_annotation(x=-0.5, y=y0, text=f"<b>{lv.name}</b>", showarrow=False, xanchor="right",
                            font=dict(size=12))
-        label = f"{lv.shape}  ·  {lv.layers()}"
+        label = f"{lv.channels}×{lv.frames}×{lv.height}×{lv.width}  ·  {layers}"
         fig.add_annotation(x=T + 0.5, y=y0, text=label, showarrow=False, xanchor="left",
                            font=dict(size=11, color="#c2410c" if lv.temporal_attention else "#374151"))
     for r in range(n - 1):
@@ -169,10 +147,6 @@ def pyramid_figure(config, frames: int | None = None) -> go.Figure:
 
 
 # ============================================================================ feature maps
-def feature_steps(recording) -> list[int]:
-    return recording.steps("features")
-
-
 def nearest(values: list[int], want: int) -> int:
     return min(values, key=lambda v: (abs(v - want), v))
 
@@ -237,8 +211,7 @@ def change_figure(recording, step: int) -> go.Figure:
             continue
         s = T // t
         xs = [(k + 1) * s - 0.5 for k in range(t - 1)]
-        kind = name.rstrip("0123456789")
-        dash = "dot" if kind == "dec" else "solid"
+        dash = "dot" if level_kind(name) == "dec" else "solid"
         fig.add_trace(go.Scatter(x=xs, y=ch, mode="lines+markers", name=f"{name} ({t} frames)",
                                  line=dict(dash=dash, width=2), marker=dict(size=5),
                                  hovertemplate=f"{name}<br>between clip frames ~%{{x:.1f}}<br>"
@@ -250,25 +223,6 @@ def change_figure(recording, step: int) -> go.Figure:
 
 
 # ============================================================================ temporal attention
-def tattn_layers(recording) -> list[str]:
-    return recording.layers("temporal_attention")
-
-
-def tattn_heads(recording, layer: str) -> int:
-    for (s, name), p in recording.temporal_attention.items():
-        if name == layer:
-            return int(p.shape[2])
-    return 0
-
-
-def tattn_grid(recording, layer: str) -> tuple[int, int, int]:
-    """(frames, height, width) of a temporal-attention layer."""
-    for (s, name), p in recording.temporal_attention.items():
-        if name == layer:
-            return int(p.shape[3]), int(p.shape[0]), int(p.shape[1])
-    raise KeyError(layer)
-
-
 def layer_label(layer: str) -> str:
     """'mid.0.1' -> 'mid · block 0 · layer 1'."""
     parts = layer.split(".")
@@ -327,7 +281,7 @@ def offset_figure(matrix: np.ndarray, title: str) -> go.Figure:
 def distance_figure(recording, head: int | None, position) -> go.Figure:
     """Expected |key − query| (level frames) per denoising step, one line per temporal-attention layer."""
     fig = go.Figure()
-    for layer in tattn_layers(recording):
+    for layer in recording.temporal_layers():
         steps = sorted(s for (s, n) in recording.temporal_attention if n == layer)
         ys = [V.attention_distance(V.attention_matrix(recording.temporal_attention[(s, layer)], head, position))
               for s in steps]
@@ -373,30 +327,6 @@ def picked_cell(x: float, y: float, image_size: tuple[int, int], grid: tuple[int
 
 
 # ============================================================================ word attention
-def xattn_layers(recording) -> list[str]:
-    return recording.layers("cross_attention")
-
-
-def word_attention(recording, words: list[str], clip_frames: int, size: tuple[int, int],
-                   step: int | None, layer: str | None) -> np.ndarray:
-    """(n_words, T, H, W) attention mass of each known word (token positions 1..n), DAAM-style.
-
-    ``step=None`` averages the recorded steps; ``layer=None`` averages all cross-attention layers
-    (so a value is the share of that pixel's attention the word takes).
-    """
-    layers = [layer] if layer else xattn_layers(recording)
-    steps = recording.steps("cross_attention") if step is None else [step]
-    positions = list(range(1, len(words) + 1))
-    maps = []
-    for name in layers:
-        per = [recording.cross_attention[(s, name)] for s in steps if (s, name) in recording.cross_attention]
-        if per:
-            maps.append(np.mean([V.to_numpy(p) for p in per], axis=0))
-    if not maps or not positions:
-        return np.zeros((len(positions), clip_frames, *size), dtype=np.float32)
-    return V.word_maps(maps, positions, (clip_frames, *size), reduce="mean")
-
-
 def word_attention_image(video: np.ndarray, words: list[str], maps: np.ndarray, max_cols: int = 16,
                          cell: int = 64) -> np.ndarray:
     """Rows = words, columns = frames: the clip in grey under each word's heat map (normalised per word)."""
