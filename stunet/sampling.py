@@ -17,6 +17,7 @@ same starting noise on CPU and CUDA.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -50,11 +51,13 @@ def sample_loop(denoiser: Callable[[torch.Tensor, int, int], torch.Tensor], x: t
     """
     ac = scheduler.alphas_cumprod.float().to(x.device)
     n = len(timesteps)
+    # stochastic solvers draw their noise from ``generator``; deterministic ones (UniPC) take none
+    step_kw = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     for k, t in enumerate(timesteps):
         t = int(t)
         pred = denoiser(x, t, k)
         x0 = predict_x0(config, ac, x, pred, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
-        x = scheduler.step(pred, t, x, generator=generator).prev_sample
+        x = scheduler.step(pred, t, x, **step_kw).prev_sample
         out = StepOutput(k, n, t, x, x0)
         if callback is not None:
             callback(out)

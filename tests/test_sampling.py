@@ -175,3 +175,11 @@ def test_sample_loop_is_a_plain_loop_over_any_denoiser(tiny_model):
     assert [o.step for o in reported] == [0, 1, 2] and outs == reported
     ac = sched.alphas_cumprod[int(sched.timesteps[0])]
     assert torch.allclose(outs[0].x0, ac.sqrt() * x, atol=1e-6)
+
+
+@pytest.mark.parametrize("sampler", ["dpm++3m", "unipc"])
+def test_every_sampler_runs_and_is_deterministic(tiny_model, tiny_tokenizer, sampler):
+    a = _run(tiny_model, tiny_tokenizer, 1, sampler=sampler, precision="fp32")
+    b = _run(tiny_model, tiny_tokenizer, 1, sampler=sampler, precision="fp32")
+    assert torch.equal(a, b) and torch.isfinite(a).all()
+    assert not torch.equal(a, _run(tiny_model, tiny_tokenizer, 1, sampler="dpm++", precision="fp32"))
