@@ -179,7 +179,8 @@ def test_sample_loop_is_a_plain_loop_over_any_denoiser(tiny_model):
 
 @pytest.mark.parametrize("sampler", ["dpm++3m", "unipc"])
 def test_every_sampler_runs_and_is_deterministic(tiny_model, tiny_tokenizer, sampler):
-    a = _run(tiny_model, tiny_tokenizer, 1, sampler=sampler, precision="fp32")
-    b = _run(tiny_model, tiny_tokenizer, 1, sampler=sampler, precision="fp32")
+    # 8 steps: at 4, DPM-Solver++ 3M lowers its order at the ends and equals 2M
+    a = _run(tiny_model, tiny_tokenizer, 1, sampler=sampler, precision="fp32", steps=8)
+    b = _run(tiny_model, tiny_tokenizer, 1, sampler=sampler, precision="fp32", steps=8)
     assert torch.equal(a, b) and torch.isfinite(a).all()
-    assert not torch.equal(a, _run(tiny_model, tiny_tokenizer, 1, sampler="dpm++", precision="fp32"))
+    assert not torch.equal(a, _run(tiny_model, tiny_tokenizer, 1, sampler="dpm++", precision="fp32", steps=8))
