@@ -85,9 +85,8 @@ def shared_pipeline(directory=None):
             from stunet.pipeline import Pipeline
             t0 = time.perf_counter()
             _PIPELINE = Pipeline.from_pretrained(directory if directory is not None else default_model_dir())
-            prec = getattr(_PIPELINE, "precision", None)
-            log.info("model loaded in %.1f s%s", time.perf_counter() - t0,
-                     f" (precision {prec.name}: {prec.reason})" if prec is not None else "")
+            prec = _PIPELINE.precision
+            log.info("model loaded in %.1f s (precision %s: %s)", time.perf_counter() - t0, prec.name, prec.reason)
         return _PIPELINE
 
 

@@ -55,10 +55,7 @@ def md_escape(text: str) -> str:
 
 def precision_of(pipe) -> dict:
     """{"precision": name, "precision_reason": why} of the precision ``pipe`` computes in."""
-    prec = getattr(pipe, "precision", None)
-    if prec is None:                     # a pipeline without a precision setting computes in fp32
-        return {"precision": "fp32", "precision_reason": "the pipeline has no precision setting"}
-    return {"precision": prec.name, "precision_reason": prec.reason}
+    return pipe.precision.to_dict()
 
 
 # ------------------------------------------------------------------------------ handler outputs
