@@ -28,12 +28,11 @@ from .baselines import quiet_diffusers
 from .measure import MMAP_THRESHOLD, PeakMemory, count_flops, live_tensor_peak, round_robin, time_matmul
 
 RESULT_MARK = "STUNET_BENCH_RESULT "
-# The prompt of the default clip (issue 16 item 6).
+# The prompt of the default clip (the studio's first example).
 DEFAULT_PROMPT = "a red circle moving right"
 PIPELINE_PRECISION_MISSING = (
     "stunet.pipeline.Pipeline.from_pretrained has no precision= argument: the default-clip measurement "
-    "needs Pipeline.from_pretrained(directory=None, precision=None) (issue 16); merge that change first, "
-    "or pass --no-clip")
+    "needs Pipeline.from_pretrained(directory=None, precision=None); or pass --no-clip")
 
 
 # ============================================================================ building a step

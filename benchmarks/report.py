@@ -13,7 +13,7 @@ from .results import (Results, clip_seconds, exponent, flop_cell, flop_ratio, gf
 PROTOTYPE = ("1.5 M-parameter prototype at 32x32, bf16, batch 2: 128 ms per step at 32 frames; "
              "1.8x faster than its VDM-style twin at 16 to 64 frames, 2.2x at 128")
 
-# Targets of issue 2 section 6, as revised by issue 16 item 6: the speed-up over the VDM-style
+# Targets: the speed-up over the VDM-style
 # twin is judged against the two designs' FLOP ratio (efficiency parity), not a fixed factor.
 T_PARITY = 0.10
 T_SPEEDUP_UNET3D = 4.0
@@ -335,7 +335,7 @@ def render(res: Results) -> str:
         parts.append("\n".join(f"- {e}" for e in errors) + "\n")
 
     # --- targets
-    parts.append("## Targets (issue 2 section 6; speed-up judged by efficiency parity, issue 16 item 6)\n")
+    parts.append("## Targets (the speed-up judged by efficiency parity: the FLOP ratio is what equal efficiency gives)\n")
     parts.append("Checked and printed, never used to tune anything.\n")
     parts.append(_table(["target", "measured", "status"],
                         [[t.name, t.measured, f"**{t.status}**" if t.status == "NOT met" else t.status]

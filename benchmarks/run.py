@@ -1,4 +1,4 @@
-"""Per-step and per-clip cost of the STUNet against its baselines (issue 2 section 6, issue 16 item 6).
+"""Per-step and per-clip cost of the STUNet against its baselines (speed, memory, FLOPs, precision, levers).
 
     python -m benchmarks.run --out bench.md --json bench.json     # full run, from the checkout root
     python -m benchmarks.run --quick --out /tmp/quick.md          # smoke run (few frames, few repeats)

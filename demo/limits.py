@@ -31,7 +31,7 @@ MAX_UPLOAD_BYTES = 2 * 2**20     # launch(max_file_size=...) and checked again b
 MAX_UPLOAD_REQUEST_BYTES = MAX_UPLOAD_BYTES + 64 * 2**10   # one /upload request body (one file + multipart overhead)
 MAX_IMAGE_SIDE = 4096            # width and height, read from the header before any pixel is decoded
 MAX_IMAGE_PIXELS = 2048 * 2048   # width x height, likewise
-IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")    # Pillow decoders tried; nothing else is opened
+from stunet.video import IMAGE_FORMATS  # noqa: E402,F401  (Pillow decoders tried; nothing else is opened)
 
 # --------------------------------------------------------------------------- serving
 QUEUE_MAX_SIZE = 8               # waiting requests; beyond it the server answers "busy"

@@ -27,6 +27,7 @@ import numpy as np
 from stunet.inspect import Inspector
 from stunet.pipeline import Pipeline, Settings
 from stunet.video import read_image, to_uint8, write_video
+from stunet.video import slug as _slug
 
 from . import figures as views
 from . import limits as L
@@ -45,7 +46,8 @@ FEATURES_CACHE_SIZE = 16          # rendered feature views kept (all sessions to
 
 
 def slug(text: str, n: int = 32) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n] or "clip"
+    """File-name part from a prompt (stunet.video.slug, shorter: output names also carry seed and time)."""
+    return _slug(text, n)
 
 
 def md_escape(text: str) -> str:

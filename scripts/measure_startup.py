@@ -9,7 +9,7 @@
   line after the imports (the interpreter's exit, which tears torch down, is not counted).
 
 Both run with the same interpreter and environment (``PYTHONDONTWRITEBYTECODE`` is passed through
-as it is, so a machine that writes no bytecode pays for compiling in both). The target (issue 16)
+as it is, so a machine that writes no bytecode pays for compiling in both). The target
 is app - import <= 1.5 s by the median. ``STUNET_MODEL`` picks the checkpoint as for the app.
 """
 from __future__ import annotations

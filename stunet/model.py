@@ -77,6 +77,9 @@ class Level(nn.Module):
 
 
 class Down(nn.Module):
+    """Between level i and i+1 on the way down: a stride-2 3x3 conv halves height and width; where
+    ``temporal``, a ``TemporalDown`` then halves the frames (Lumiere section 3). (b t) c h w -> (b t') c' h/2 w/2."""
+
     def __init__(self, c_in, c_out, temporal: bool):
         super().__init__()
         self.spatial = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)
@@ -90,6 +93,10 @@ class Down(nn.Module):
 
 
 class Up(nn.Module):
+    """Between level i+1 and i on the way up: nearest 2x upsampling and a 3x3 conv in space; where
+    ``temporal``, a ``TemporalUp`` doubles the frames (frame duplication, then an identity-initialised
+    temporal conv: Lumiere appendix B). (b t) c h w -> (b t'') c' 2h 2w."""
+
     def __init__(self, c_in, c_out, temporal: bool):
         super().__init__()
         self.spatial = nn.Conv2d(c_in, c_out, 3, padding=1)
@@ -115,6 +122,11 @@ class LevelInfo:
 
 
 class STUNet(nn.Module):
+    """The Space-Time U-Net (Lumiere section 3, figure 4), or the image U-Net when ``config.temporal``
+    is False. ``forward(sample, timesteps, text, stride, cond, mask)`` predicts the diffusion target
+    (v or epsilon) of a b c t h w clip; the encoder levels ``enc``, the coarsest (``mid``, the last of
+    ``enc``) and the decoder levels ``dec`` are what the inspector names and records."""
+
     def __init__(self, config: STUNetConfig):
         super().__init__()
         cfg = self.config = config

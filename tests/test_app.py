@@ -212,7 +212,7 @@ def test_app_py_starts_without_sampling(tiny_checkpoint, tmp_path):
 
 def test_building_the_page_imports_no_plotting_or_diffusers(tiny_checkpoint):
     """The page is built (``demo.app.demo``) before diffusers, plotly or matplotlib is imported, and the
-    model loads in the background: none of them is on the start-up path (issue 16, item 5)."""
+    model loads in the background: none of them is on the start-up path."""
     code = ("import sys, demo.app as m\n"
             "m.SERVER_WAIT_S = 3600\n"                       # keep the background load waiting for a server
             "d = m.demo\n"

@@ -1,4 +1,4 @@
-"""Reliability and security of the studio: one section per property of the issue (numbered as there).
+"""Reliability and security of the studio: one section per property (numbered as in the safety checklist, shared/safety.md).
 
 The app is launched once for this module on the tiny checkpoint, with two clips allowed to
 sample at once (production samples one at a time: two makes the RNG-isolation test bite).
