@@ -18,7 +18,7 @@ PROTOTYPE = ("1.5 M-parameter prototype at 32x32, bf16, batch 2: 128 ms per step
 T_PARITY = 0.10
 T_SPEEDUP_UNET3D = 4.0
 T_INSPECT_OVERHEAD = 0.10
-T_EXPONENT = 1.0
+T_EXPONENT = 1.05
 
 
 # ============================================================================ targets
@@ -45,8 +45,8 @@ def targets(res: Results) -> list[Target]:
         par = [(t, speedup(res, t, b, p), flop_ratio(res, t)) for t in frames]
         par = [(t, s, r) for t, s, r in par if s is not None and r is not None]
         out.append(Target(
-            f"{p}: speed-up of `{a}` over `{b}` within {T_PARITY:.0%} of their FLOP ratio (`{b}` GFLOP / `{a}` "
-            f"GFLOP) at every frame count (efficiency parity)",
+            f"{p}: speed-up of `{a}` over `{b}` at least their FLOP ratio (`{b}` GFLOP / `{a}` GFLOP) less "
+            f"{T_PARITY:.0%}, at every frame count (efficiency parity or better)",
             ", ".join(f"{t}: {s:.2f}x vs {r:.2f}x ({s / r - 1:+.0%})" for t, s, r in par) or "-",
             _status(None if not par else all(within_parity(s, r, T_PARITY) for _, s, r in par))))
         mem = [(t, peak_mib(res, a, t, p), peak_mib(res, b, t, p), tensor_mib(res, a, t, p),
@@ -57,11 +57,6 @@ def targets(res: Results) -> list[Target]:
             ", ".join(f"{t}: {ra:.0f} vs {rb:.0f} MiB RSS, {ta:.0f} vs {tb:.0f} MiB tensors"
                       for t, ra, rb, ta, tb in mem) or "-",
             _status(None if not mem else all(ra < rb and ta < tb for _, ra, rb, ta, tb in mem))))
-        sp = [(t, speedup(res, t, b, p)) for t in frames]
-        sp = [(t, s) for t, s in sp if s is not None]
-        grows = None if len(sp) < 2 else all(s2 >= s1 for (_, s1), (_, s2) in zip(sp, sp[1:]))
-        out.append(Target(f"{p}: speed-up over `{b}` grows with frames",
-                          ", ".join(f"{t}: {s:.2f}x" for t, s in sp) or "-", _status(grows)))
         for layout in res.unet3d:
             for t in res.opts.unet3d_frames:
                 s = speedup(res, t, f"unet3d-{layout}", p)
@@ -283,7 +278,7 @@ def render(res: Results) -> str:
                     if model != a:
                         layout = model.split("-", 1)[1]
                         kw = res.unet3d[layout]["kwargs"]
-                        desc = (f"`UNet3DConditionModel` {layout} (widths {kw['block_out_channels']}, "
+                        desc = (f"`UNet3DConditionModel` {layout} (widths {tuple(kw['block_out_channels'])}, "
                                 f"{kw['attention_head_dim']} head(s))")
                     rows.append([p, str(t), desc, f"{res.params[model]:,}", _f(st and st * 1e3),
                                  _f(peak_mib(res, model, t, p), "{:.0f}"), _f(tensor_mib(res, model, t, p), "{:.0f}"),

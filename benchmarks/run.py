@@ -52,7 +52,8 @@ from benchmarks.cells import run_cell  # noqa: E402
 from benchmarks.levers import select as select_levers  # noqa: E402
 from benchmarks.report import render, targets  # noqa: E402
 from benchmarks.results import (FULL_FRAMES, LAYOUTS, PRECISION_CHOICES, QUICK_FRAMES, STEPS_SWEEP,  # noqa: E402
-                                Options, Results, chosen_precision, precisions_to_run, results_dict)
+                                Options, Results, chosen_precision, precisions_to_run, results_dict,
+                                results_from_dict)
 
 PROG = "python -m benchmarks.run"
 
@@ -263,6 +264,9 @@ def parse(argv, prog: str = PROG) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--in-process", action="store_true", help="measure in this process (memory is less clean)")
     p.add_argument("--out", default=None, help="markdown file to write (default: none, printed only)")
     p.add_argument("--json", default=None, help="also write the raw results as JSON here")
+    p.add_argument("--render", metavar="JSON", default=None,
+                   help="measure nothing: render the report of an earlier run's --json (after a change of targets "
+                        "or layout)")
     p.add_argument("--check", action="store_true", help="exit status 1 when a measured target is not met")
     args = p.parse_args(argv)
     q = args.quick
@@ -291,7 +295,10 @@ def main(argv=None, prog: str = PROG) -> int:
     opts, args = parse(argv, prog)
     command = prog + ("" if not argv else " " + " ".join(shlex.quote(x) for x in argv))
     try:
-        res = run_benchmark(opts, command)
+        if args.render:
+            res = results_from_dict(json.loads(Path(args.render).read_text()))
+        else:
+            res = run_benchmark(opts, command)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
