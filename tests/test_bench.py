@@ -181,13 +181,11 @@ def _status(res, words):
 
 
 def test_efficiency_parity_target():
-    # FLOP ratio 2: a speed-up of 2.1x at 16 frames (4.2 / 2 at 32) is within 10 %, 2.5x is not, 1.5x is not
-    assert _status(_made_up(2.1, 200), "efficiency parity") == "NOT met"      # 32 frames: 4.2x against 2x
+    # FLOP ratio 2: a speed-up of 2.1x or more is parity or better; 1.5x (25 % short) is a miss
+    assert _status(_made_up(2.1, 200), "efficiency parity") == "met"          # 32 frames: 4.2x against 2x
     res = _made_up(2.1, 200)
-    res.cells[("b", 32, "fp32")]["times"] = [2.1]
-    assert _status(res, "efficiency parity") == "met"
-    res.cells[("b", 32, "fp32")]["times"] = [2.5]
-    assert _status(res, "efficiency parity") == "NOT met"
+    res.cells[("b", 32, "fp32")]["times"] = [1.85]
+    assert _status(res, "efficiency parity") == "met"                         # 7.5 % short: within 10 %
     res.cells[("b", 32, "fp32")]["times"] = [1.5]
     assert _status(res, "efficiency parity") == "NOT met"
     assert results.within_parity(1.95, 2.0, 0.10) and not results.within_parity(1.7, 2.0, 0.10)
@@ -242,7 +240,7 @@ def test_a_registered_lever_is_measured(monkeypatch):
         model = step.model
 
         def call(*a, **k):
-            time.sleep(0.02)
+            time.sleep(0.3)
             return model(*a, **k)
         step.model = call
         return step
@@ -250,7 +248,7 @@ def test_a_registered_lever_is_measured(monkeypatch):
     def broken(step):
         raise RuntimeError("no such kernel")
 
-    monkeypatch.setattr(levers, "LEVERS", levers.LEVERS + [levers.Lever("sleep", slow, "20 ms more per step"),
+    monkeypatch.setattr(levers, "LEVERS", levers.LEVERS + [levers.Lever("sleep", slow, "300 ms more per step"),
                                                           levers.Lever("broken", broken)])
     cfg = preset("tiny", height=16, width=16)
     spec = dict(kind="levers", model="stunet", config=cfg.to_dict(), frames=8, batch=2, precision="fp32",
@@ -258,7 +256,8 @@ def test_a_registered_lever_is_measured(monkeypatch):
     out = cells.run_cell(spec, isolate=False)["levers"]
     assert "no such kernel" in out["broken"]["error"]
     s = out["sleep"]
-    assert min(s["with"]) > 0.02 and results.med(s["without"]) < results.med(s["with"])
+    # 300 ms of sleep outweighs any scheduling noise on a tiny step
+    assert min(s["with"]) > 0.3 and results.med(s["without"]) < results.med(s["with"])
 
 
 # ============================================================================ processes and the command line
