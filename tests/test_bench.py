@@ -370,3 +370,11 @@ def test_legacy_temporal_columns_compute_what_the_library_computes():
         a = model(x, torch.tensor([10, 500]), text)
         b = legacy(x, torch.tensor([10, 500]), text)
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_clip_ab_runs(capsys, tiny_checkpoint, monkeypatch):
+    monkeypatch.setenv("STUNET_MODEL", str(tiny_checkpoint))
+    from benchmarks import clip_ab
+    assert clip_ab.main(["--steps", "1", "--rounds", "1", "--precision", "fp32"]) == 0
+    out = capsys.readouterr().out
+    assert "columns (before)" in out and "grid (now)" in out and "precision fp32" in out
