@@ -139,7 +139,7 @@ def front_matter_block(text: str) -> tuple[str, str]:
 # ---------------------------------------------------------------------------- export
 def space_requirements(lines: list[str]) -> str:
     """The Space's requirements.txt: the project's pins with torch switched to its CPU build."""
-    out = [f"# Written by `stunet space export` from the project's requirements.txt: torch is the CPU build.",
+    out = ["# Written by `stunet space export` from the project's requirements.txt: torch is the CPU build.",
            f"--extra-index-url {CPU_INDEX}"]
     for line in lines:
         if line.startswith(("--extra-index-url", "--index-url", "-i ")) and CPU_INDEX in line:
