@@ -6,6 +6,8 @@ that names it.
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import math
 import os
@@ -58,9 +60,26 @@ def read_config(directory: str | Path) -> STUNetConfig:
         raise CheckpointError(f"bad {CONFIG_NAME}: {e}") from None
 
 
+@contextlib.contextmanager
+def _meta_build():
+    """Build modules on the meta device (shapes only, nothing allocated), skipping ``normal_`` init.
+
+    On meta tensors ``torch.nn.init.normal_`` (the text embedding's init) runs a Python reference
+    that imports ``torch._dynamo``: seconds on a first load, for values a meta tensor does not have.
+    (Patched for the duration of the build only; models are built this way only to read shapes.)
+    """
+    saved = torch.nn.init.normal_
+    torch.nn.init.normal_ = lambda tensor, *args, **kwargs: tensor
+    try:
+        with torch.device("meta"):
+            yield
+    finally:
+        torch.nn.init.normal_ = saved
+
+
 def estimate_parameters(config: STUNetConfig) -> int:
     """Parameter count without allocating (built on the meta device)."""
-    with torch.device("meta"):
+    with _meta_build():
         return sum(p.numel() for p in STUNet(config).parameters())
 
 
@@ -83,7 +102,7 @@ def load_pretrained(directory: str | Path | None = None) -> tuple[STUNet, Tokeni
     weights = d / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"no {WEIGHTS_NAME} in {d.name!r}")
-    with torch.device("meta"):
+    with _meta_build():
         expected = {k: tuple(v.shape) for k, v in STUNet(config).state_dict().items()}
     sd = {}
     try:

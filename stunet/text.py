@@ -103,7 +103,9 @@ class TextEncoder(nn.Module):
     def __init__(self, vocab_size: int, dim: int, layers: int, max_words: int, head_dim: int = 32):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, dim)
-        self.register_buffer("pos", sinusoidal(torch.arange(1 + max_words), dim), persistent=False)
+        # computed on the CPU even inside a meta-device build (checkpoint loading counts shapes that way;
+        # arange on meta runs a Python reference that imports torch._dynamo, seconds on a first load)
+        self.register_buffer("pos", sinusoidal(torch.arange(1 + max_words, device="cpu"), dim), persistent=False)
         heads = max(1, dim // head_dim)
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True)

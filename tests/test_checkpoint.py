@@ -162,3 +162,24 @@ def test_average_cli_writes_a_new_checkpoint_and_never_overwrites_by_accident(ti
     src = load_file(str(tiny_checkpoint / "model.safetensors"))
     for k, v in load_file(str(out / "model.safetensors")).items():
         torch.testing.assert_close(v, src[k], rtol=1e-6, atol=1e-7)
+
+
+def test_loading_builds_shapes_without_torch_dynamo_and_restores_init(tiny_checkpoint):
+    """Shape checks build the model on the meta device; that must neither pull in torch._dynamo
+    (seconds on every first load) nor leave ``torch.nn.init.normal_`` patched."""
+    import subprocess
+    import sys
+    code = ("import sys, torch; from stunet.checkpoint import load_pretrained; "
+            f"load_pretrained({str(tiny_checkpoint)!r}); "
+            "print('dynamo' if 'torch._dynamo' in sys.modules else 'clean')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "clean"
+    import torch
+
+    from stunet.checkpoint import estimate_parameters, load_pretrained
+    before = torch.nn.init.normal_
+    model, _ = load_pretrained(tiny_checkpoint)
+    assert torch.nn.init.normal_ is before
+    assert estimate_parameters(model.config) == sum(p.numel() for p in model.parameters())
+    e = torch.nn.Embedding(4, 3)
+    assert e.weight.std() > 0                                           # init still runs outside the build
