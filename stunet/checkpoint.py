@@ -18,10 +18,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .config import STUNetConfig
+from .defaults import SamplingDefaults
 from .model import STUNet
 from .text import Tokenizer
 
 CONFIG_NAME, WEIGHTS_NAME, VOCAB_NAME = "config.json", "model.safetensors", "vocab.json"
+SAMPLING_NAME = "sampling.json"     # optional: the checkpoint's own sampling defaults (a distilled model's)
 MAX_PARAMETERS = 200_000_000  # refuse configs that would allocate more than this
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "stunet-shapes"
 
@@ -35,8 +37,10 @@ def default_model_dir() -> Path:
 
 
 def save_pretrained(model: STUNet, tokenizer: Tokenizer, directory: str | Path,
-                    state_dict: dict[str, torch.Tensor] | None = None, extra: dict | None = None) -> Path:
-    """Write config.json, model.safetensors (``state_dict`` or the model's own) and vocab.json."""
+                    state_dict: dict[str, torch.Tensor] | None = None, extra: dict | None = None,
+                    sampling: SamplingDefaults | None = None) -> Path:
+    """Write config.json, model.safetensors (``state_dict`` or the model's own), vocab.json and, when
+    given, sampling.json (the checkpoint's own sampling defaults)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     sd = state_dict if state_dict is not None else model.state_dict()
@@ -46,7 +50,23 @@ def save_pretrained(model: STUNet, tokenizer: Tokenizer, directory: str | Path,
     os.replace(tmp, d / WEIGHTS_NAME)
     (d / CONFIG_NAME).write_text(model.config.to_json())
     tokenizer.save(d / VOCAB_NAME)
+    if sampling is not None:
+        (d / SAMPLING_NAME).write_text(json.dumps(sampling.to_dict(), indent=2) + "\n")
     return d
+
+
+def read_sampling(directory: str | Path | None = None) -> SamplingDefaults:
+    """The checkpoint's sampling defaults (``sampling.json``), or the library's when it has none."""
+    path = (Path(directory) if directory is not None else default_model_dir()) / SAMPLING_NAME
+    if not path.is_file():
+        return SamplingDefaults()
+    try:
+        raw = json.loads(path.read_text())
+        if not isinstance(raw, dict):
+            raise ValueError("expected a JSON object")
+        return SamplingDefaults.from_dict(raw)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"bad {SAMPLING_NAME}: {e}") from None
 
 
 def read_config(directory: str | Path) -> STUNetConfig:

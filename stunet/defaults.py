@@ -6,6 +6,8 @@ changed default is changed here and nowhere else. Model *architecture* defaults 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # Solvers (diffusers' schedulers, see ``diffusion.make_scheduler``), by the name the CLI, the
 # studio and the API accept; the first is the default.
 SAMPLERS = ("dpm++", "ddim", "dpm++3m", "unipc")
@@ -24,3 +26,33 @@ GUIDANCE = 3.0
 PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION = "auto"
 PRECISION_ENV = "STUNET_PRECISION"
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """A checkpoint's own sampling defaults (its ``sampling.json``; absent: the values above).
+
+    A distilled few-step model is sampled with the solver, step count and guidance it was
+    distilled for; ``Pipeline`` and the studio take them from here.
+    """
+    steps: int = STEPS
+    guidance: float = GUIDANCE
+    sampler: str = SAMPLER
+
+    def __post_init__(self):
+        if not (isinstance(self.steps, int) and 1 <= self.steps <= 1000):
+            raise ValueError(f"steps must be an integer in [1, 1000], got {self.steps!r}")
+        if not (isinstance(self.guidance, (int, float)) and 0.0 <= self.guidance <= 30.0):
+            raise ValueError(f"guidance must be a number in [0, 30], got {self.guidance!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SamplingDefaults":
+        unknown = set(d) - {"steps", "guidance", "sampler"}
+        if unknown:
+            raise ValueError(f"unknown sampling keys {sorted(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return {"steps": self.steps, "guidance": self.guidance, "sampler": self.sampler}

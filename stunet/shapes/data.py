@@ -42,8 +42,9 @@ class Batch:
 
 
 def video_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, batch: int,
-                spec_p: np.ndarray | None = None) -> Batch:
-    """``batch`` world clips; clip kinds uniform, or drawn with ``spec_p`` (``world.spec_probs``)."""
+                spec_p: np.ndarray | None = None, caption_dropout: float = CAPTION_DROPOUT) -> Batch:
+    """``batch`` world clips; clip kinds uniform, or drawn with ``spec_p`` (``world.spec_probs``);
+    ``caption_dropout`` of the captions are replaced by the empty prompt."""
     # One (frames, stride) per batch: the clip always spans cfg.frames base frames.
     strides = [s for s in cfg.strides if cfg.frames // s >= cfg.temporal_factor
                and (cfg.frames // s) % cfg.temporal_factor == 0]
@@ -53,7 +54,7 @@ def video_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, bat
     clips = [world.make_clip(world.random_spec(rng, p=spec_p), frames, cfg.height, stride,
                              int(rng.integers(2**62)))
              for _ in range(batch)]
-    captions = [c.caption if rng.random() >= CAPTION_DROPOUT else "" for c in clips]
+    captions = [c.caption if rng.random() >= caption_dropout else "" for c in clips]
     ids, _ = tok.batch(captions)
     return Batch(to_tensor(np.stack([c.video for c in clips])), ids, torch.full((batch,), stride), captions)
 
