@@ -179,7 +179,7 @@ def run_clip_cell(spec) -> dict:
     from stunet.pipeline import Settings
     pipe = load_pipeline(spec.get("directory"), spec["precision"])
     overrides = spec.get("overrides") or {}
-    default = Settings(spec.get("prompt", DEFAULT_PROMPT), **overrides)
+    default = pipe.complete(Settings(spec.get("prompt", DEFAULT_PROMPT), **overrides))
     settings = {("default" if n is None else str(n)): (default if n is None else
                                                      Settings(default.prompt, **dict(overrides, steps=int(n))))
                 for n in spec["steps"]}

@@ -5,6 +5,7 @@
     stunet generate "a red circle moving left" --seed 0 --out clip.mp4
     stunet generate --prompts prompts.txt --out-dir clips/ --format gif
     stunet train --preset shapes --out runs/shapes      (see stunet.train)
+    stunet distill --out runs/fast --steps 8            few-step student (see stunet.distill)
     stunet eval [--model DIR]                           (see stunet.shapes.evaluate)
     stunet average RUN_A RUN_B --out DIR [--weights 1,1]   checkpoint averaging
     stunet bench                                        (a source checkout's benchmarks/)
@@ -159,6 +160,9 @@ def main(argv=None) -> int:
         from .train import main as train_main
         train_main(argv[1:])
         return 0
+    if argv and argv[0] == "distill":
+        from .distill import main as distill_main
+        return distill_main(argv[1:]) or 0
     if argv and argv[0] == "eval":
         from .shapes.evaluate import main as eval_main
         return eval_main(argv[1:]) or 0
@@ -168,6 +172,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="stunet", description="Lumiere's Space-Time U-Net on a CPU.")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("train", help="train a model (stunet train --help)")
+    sub.add_parser("distill", help="distil a few-step model from a checkpoint (stunet distill --help)")
     sub.add_parser("eval", help="evaluate a model with analytic detectors (stunet eval --help)")
     sub.add_parser("bench", help="time the STUNet against baselines (source checkout; stunet bench --help)")
     i = sub.add_parser("info", help="print the space-time pyramid")
@@ -182,10 +187,12 @@ def main(argv=None) -> int:
     g.add_argument("--out-dir", help="output folder with --prompts")
     g.add_argument("--format", choices=("mp4", "gif", "npy"))
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--steps", type=int, default=STEPS)
-    g.add_argument("--guidance", type=float, default=GUIDANCE)
+    g.add_argument("--steps", type=int, default=None,
+                   help=f"denoising steps (default: the model's own: {STEPS} for the full model, N for a distilled one)")
+    g.add_argument("--guidance", type=float, default=None, help=f"guidance scale (default: the model's own, {GUIDANCE:g})")
     g.add_argument("--frames", type=int, help="default: the model's window; longer uses MultiDiffusion")
-    g.add_argument("--sampler", default=SAMPLER, choices=SAMPLERS)
+    g.add_argument("--sampler", default=None, choices=SAMPLERS,
+                   help=f"solver (default: the model's own: {SAMPLER} for the full model, ddim for a distilled one)")
     g.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="compute precision (default: $STUNET_PRECISION, else auto: bf16 only where measured faster)")
     g.add_argument("--stride", type=int, default=1, help="frame stride (frame-rate conditioning)")

@@ -61,6 +61,10 @@ class STUNetConfig:
     # clip's diffusion-time + text embedding by a small MLP, added to every block's embedding.
     # (Our addition, not in the paper; it starts at zero, so inflation is unchanged.)
     frame_embedding: bool = False
+    # Guidance-scale conditioning (a distilled student, ``stunet.distill``): the classifier-free
+    # guidance scale is an input, embedded and added to the timestep embedding (Meng et al. 2023),
+    # so one forward replaces the guided pair. Its output layer starts at zero.
+    guidance_embedding: bool = False
     # False gives the image U-Net: the same spatial blocks, no temporal layers at all.
     temporal: bool = True
     # Diffusion.

@@ -5,7 +5,9 @@ everything about *calling the model* so that the sampling loop only steps a solv
 
 * conditioning: text, frame stride (frame-rate conditioning), the masked conditioning clip and
   its mask (Lumiere section 4: first frame, a region, some frames);
-* classifier-free guidance against the learned empty prompt (one batched call, 2 rows per clip);
+* classifier-free guidance against the learned empty prompt (one batched call, 2 rows per clip),
+  or, for a distilled model that takes the guidance scale as an input (``config.guidance_embedding``,
+  ``stunet.distill``), one row per clip with the scale passed to the model;
 * temporal MultiDiffusion (Lumiere section 3.2 applied to time): a clip longer than the
   training window is covered by overlapping windows, each denoised, the predictions averaged
   where windows overlap; a clip that fits one window is one plain call, bit for bit;
@@ -59,7 +61,8 @@ class Denoiser:
         self.b = b = text.tokens.shape[0]
         self.frames = frames
         self.guidance = float(guidance)
-        self.guided = self.guidance != 1.0
+        self.embedded = bool(getattr(cfg, "guidance_embedding", False))   # the model takes the scale itself
+        self.guided = self.guidance != 1.0 and not self.embedded
         if self.guided and uncond is None:
             raise ValueError("guidance != 1 needs the unconditional (empty prompt) encoding")
         window = window or cfg.frames
@@ -99,8 +102,9 @@ class Denoiser:
         """The guided, window-averaged prediction at diffusion ``timestep`` (``step``: index in the run)."""
         xin = self._rows(x, 2 if self.guided else 1)
         tt = torch.full((xin.shape[0],), int(timestep), dtype=torch.long, device=self.device)
+        kw = {"guidance": self.guidance} if self.embedded else {}
         with step_scope(self.inspector, step=step, timestep=int(timestep)), self.precision.autocast(self.device.type):
-            out = self.model(xin, tt, self.text, self.stride, self.cond, self.mask).float()
+            out = self.model(xin, tt, self.text, self.stride, self.cond, self.mask, **kw).float()
         if self.guided:
             c_out, u_out = out.chunk(2)
             out = u_out + self.guidance * (c_out - u_out)

@@ -30,6 +30,7 @@ from .layers import (CrossAttention, ResBlock, SpatialAttention, TemporalAttenti
 from .text import TextEncoder, TextEncoding
 
 TEMPORAL_TAGS = ("temporal", "stride_mlp", "frame_mlp")
+GUIDANCE_EMBED_SCALE = 100.0    # guidance 1..10 -> positions 100..1000, the range of diffusion steps
 
 
 def is_temporal_param(name: str) -> bool:
@@ -141,6 +142,9 @@ class STUNet(nn.Module):
         # Frame-time conditioning (video model only; output starts at zero: a temporal part).
         self.frame_mlp = nn.Sequential(nn.Linear(ch[0] + emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) \
             if cfg.temporal and cfg.frame_embedding else None
+        # Guidance-scale conditioning (distilled students only; output starts at zero).
+        self.guidance_mlp = nn.Sequential(nn.Linear(ch[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) \
+            if cfg.guidance_embedding else None
         self.conv_in = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
 
         L = cfg.levels
@@ -158,9 +162,13 @@ class STUNet(nn.Module):
     def encode_text(self, ids: torch.Tensor) -> TextEncoding:
         return self.text_encoder(ids)
 
-    def _embedding(self, timesteps, text: TextEncoding, stride):
+    def _embedding(self, timesteps, text: TextEncoding, stride, guidance=None):
         emb = self.time_mlp(sinusoidal(timesteps, self.config.channels[0]))
         emb = emb + self.text_proj(text.pooled)
+        if self.guidance_mlp is not None:
+            g = torch.as_tensor(1.0 if guidance is None else guidance, device=emb.device,
+                                dtype=torch.float32).expand(emb.shape[0])
+            emb = emb + self.guidance_mlp(sinusoidal(g * GUIDANCE_EMBED_SCALE, self.config.channels[0]))
         if self.stride_mlp is not None:
             s = torch.as_tensor(stride, device=emb.device, dtype=torch.float32).expand(emb.shape[0])
             emb = emb + self.stride_mlp(sinusoidal(torch.log2(s) * 100.0, self.config.channels[0]))
@@ -190,12 +198,14 @@ class STUNet(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, sample: torch.Tensor, timesteps: torch.Tensor, text: TextEncoding,
                 stride: int | torch.Tensor = 1, cond: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, guidance: float | torch.Tensor | None = None) -> torch.Tensor:
         """Predict the diffusion target (v or epsilon).
 
         sample: b c t h w (noisy clip); timesteps: (b,) diffusion steps; text: from ``encode_text``;
         stride: frame stride of the clip (int or (b,)); cond: b c t h w masked conditioning clip;
-        mask: b 1 t h w, 1 where ``cond`` is given. Returns b c t h w.
+        mask: b 1 t h w, 1 where ``cond`` is given; guidance: the classifier-free guidance scale (float
+        or (b,)) of a model with ``config.guidance_embedding`` (ignored otherwise; None = 1, unguided).
+        Returns b c t h w.
         """
         b, c, t, h, w = sample.shape
         cfg = self.config
@@ -211,7 +221,7 @@ class STUNet(nn.Module):
         x = torch.cat([sample, cond * mask, mask], dim=1)                # b 7 t h w
         x = x.transpose(1, 2).reshape(b * t, cfg.in_channels, h, w).contiguous(memory_format=torch.channels_last)
         timesteps = torch.as_tensor(timesteps, device=sample.device).expand(b)
-        emb = self._embedding(timesteps, text, stride)                   # b e
+        emb = self._embedding(timesteps, text, stride, guidance)         # b e
 
         x = self.conv_in(x)                                              # (b t) c0 h w
         skips, frames = [], [t]
@@ -324,6 +334,8 @@ def initialize_weights(model: STUNet) -> None:
         _zero(model.stride_mlp[-1])
     if model.frame_mlp is not None:
         _zero(model.frame_mlp[-1])
+    if model.guidance_mlp is not None:           # a student starts as its teacher's conditional branch
+        _zero(model.guidance_mlp[-1])
     _zero(model.conv_out)
 
 

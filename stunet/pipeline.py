@@ -8,19 +8,23 @@ requests neither share RNG state nor records.
 * ``pipe(Settings(...))`` / ``pipe.iter(...)``: one clip (b = 1), streamed step by step;
 * ``pipe.sample_batch(prompts, generator=...)``: the batched prompt-to-clip path (eval uses it).
 Same seed + same precision = the same clip.
+
+Steps, guidance and solver left unset (None) are the checkpoint's own (``pipe.defaults``, from its
+``sampling.json``): 25 DPM-Solver++ steps at guidance 3 for the full model, the distilled
+model's N DDIM steps for ``assets/stunet-shapes-fast``.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from .checkpoint import load_pretrained
-from .defaults import GUIDANCE, SAMPLER, SAMPLERS, STEPS
+from .checkpoint import load_pretrained, read_sampling
+from .defaults import SAMPLERS, SamplingDefaults
 from .denoiser import model_device
 from .model import STUNet
 from .precision import Precision, resolve
@@ -32,13 +36,14 @@ from .video import from_uint8, to_uint8
 @dataclass(frozen=True)
 class Settings:
     """Everything about a request that determines a clip (with the pipeline's precision: the same
-    Settings replayed in the same precision give the same clip)."""
+    Settings replayed in the same precision give the same clip). steps / guidance / sampler None:
+    the model's own defaults (``Pipeline.complete`` fills them in; a ``Generation`` holds them filled)."""
     prompt: str
     seed: int = 0
-    steps: int = STEPS
-    guidance: float = GUIDANCE
+    steps: int | None = None
+    guidance: float | None = None
     frames: int = 32
-    sampler: str = SAMPLER
+    sampler: str | None = None
     stride: int = 1
     overlap: int | None = None          # MultiDiffusion overlap (frames) when frames > window
 
@@ -64,7 +69,8 @@ class Generation:
 
 
 class Pipeline:
-    def __init__(self, model: STUNet, tokenizer: Tokenizer, precision: Precision | str | None = None):
+    def __init__(self, model: STUNet, tokenizer: Tokenizer, precision: Precision | str | None = None,
+                 defaults: SamplingDefaults | None = None):
         # channels-last conv weights, like the activations (the spatial layers run channels-last):
         # 1.07x per step in the benchmark's levers table, the same clips bit for bit.
         self.model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
@@ -72,6 +78,7 @@ class Pipeline:
         self.device = model_device(model)
         self.precision = precision if isinstance(precision, Precision) else resolve(precision, self.device)
         self._uncond_ids = tokenizer.batch([""])[0]
+        self.defaults = defaults or SamplingDefaults()
 
     @classmethod
     def from_pretrained(cls, directory: str | Path | None = None, precision: Precision | str | None = None,
@@ -84,14 +91,27 @@ class Pipeline:
         model, tok = load_pretrained(directory)
         if device is not None:
             model = model.to(device)
-        return cls(model, tok, precision)
+        return cls(model, tok, precision, read_sampling(directory))
 
     @property
     def config(self):
         return self.model.config
 
+    @property
+    def distilled(self) -> bool:
+        """True for a few-step student that takes the guidance scale as an input (one forward per step)."""
+        return bool(self.config.guidance_embedding)
+
+    def complete(self, s: Settings) -> Settings:
+        """``s`` with unset steps / guidance / sampler taken from the model's defaults."""
+        d = self.defaults
+        return replace(s, steps=d.steps if s.steps is None else s.steps,
+                       guidance=d.guidance if s.guidance is None else s.guidance,
+                       sampler=d.sampler if s.sampler is None else s.sampler)
+
     def validate(self, s: Settings) -> None:
         cfg = self.config
+        s = self.complete(s)
         if s.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}")
         if s.stride not in cfg.strides:
@@ -100,15 +120,19 @@ class Pipeline:
             cfg.check_frames(s.frames)
 
     @torch.no_grad()
-    def iter_batch(self, prompts: Sequence[str], *, generator: torch.Generator, steps: int = STEPS,
-                   guidance: float = GUIDANCE, sampler: str = SAMPLER, frames: int | None = None, stride: int = 1,
+    def iter_batch(self, prompts: Sequence[str], *, generator: torch.Generator, steps: int | None = None,
+                   guidance: float | None = None, sampler: str | None = None, frames: int | None = None, stride: int = 1,
                    overlap: int | None = None, cond: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                    inspector=None, callback: Callable[[StepOutput], None] | None = None) -> Iterator[StepOutput]:
-        """Denoising steps of one clip per prompt (b = len(prompts)); the last StepOutput's sample is the batch."""
+        """Denoising steps of one clip per prompt (b = len(prompts)); the last StepOutput's sample is the batch.
+        steps / guidance / sampler None: the model's defaults."""
+        steps = self.defaults.steps if steps is None else steps
+        guidance = self.defaults.guidance if guidance is None else guidance
+        sampler = self.defaults.sampler if sampler is None else sampler
         ids, _ = self.tokenizer.batch(list(prompts))
         text = self.model.encode_text(ids.to(self.device))
         uncond = None
-        if guidance != 1.0:
+        if guidance != 1.0 and not self.distilled:
             uncond = self.model.encode_text(self._uncond_ids.to(self.device).expand(len(prompts), -1))
         yield from iter_sample(self.model, text, uncond, generator=generator, steps=steps, guidance=guidance,
                                sampler=sampler, frames=frames or self.config.frames, stride=stride, cond=cond,
@@ -125,6 +149,7 @@ class Pipeline:
     def iter(self, s: Settings, first_frame: np.ndarray | None = None,
              inspector=None) -> Iterator[StepOutput]:
         """Denoising steps of one clip (b = 1); the last StepOutput's sample is the clip."""
+        s = self.complete(s)
         self.validate(s)
         cfg = self.config
         gen = torch.Generator().manual_seed(int(s.seed))
@@ -142,6 +167,7 @@ class Pipeline:
     def __call__(self, s: Settings, first_frame: np.ndarray | None = None, inspector=None,
                  callback: Callable[[StepOutput], None] | None = None) -> Generation:
         t0 = time.perf_counter()
+        s = self.complete(s)
         last = None
         for out in self.iter(s, first_frame, inspector):
             if callback is not None:

@@ -270,9 +270,9 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds per prompt")
     p.add_argument("--first-seed", type=int, default=0,
                    help="seeds are FIRST..FIRST+SEEDS-1 (default 0; use others to tune settings on held-out seeds)")
-    p.add_argument("--steps", type=int, default=STEPS)
-    p.add_argument("--guidance", type=float, default=GUIDANCE)
-    p.add_argument("--sampler", default=SAMPLER, choices=SAMPLERS)
+    p.add_argument("--steps", type=int, default=None, help=f"default: the model's own ({STEPS} for the full model)")
+    p.add_argument("--guidance", type=float, default=None, help=f"default: the model's own ({GUIDANCE:g})")
+    p.add_argument("--sampler", default=None, choices=SAMPLERS, help=f"default: the model's own ({SAMPLER})")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="compute precision (default: $STUNET_PRECISION, else auto: bf16 only where measured faster)")
     p.add_argument("--prompts", help="file with one caption per line (default: the fixed prompt set)")
@@ -296,6 +296,11 @@ def main(argv=None) -> int:
             if args.limit < 1:
                 raise ValueError("--limit must be >= 1")
             prompts = prompts[:args.limit]
+        from ..checkpoint import read_sampling
+        d_sampling = read_sampling(args.model)          # a distilled model's own steps / guidance / solver
+        args.steps = d_sampling.steps if args.steps is None else args.steps
+        args.guidance = d_sampling.guidance if args.guidance is None else args.guidance
+        args.sampler = d_sampling.sampler if args.sampler is None else args.sampler
         if args.seeds < 1 or args.steps < 1 or args.batch < 1:
             raise ValueError("--seeds, --steps and --batch must be >= 1")
         if args.first_seed < 0:
