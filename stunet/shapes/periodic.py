@@ -80,6 +80,9 @@ BOUNCE_REFINE_POINTS = 41           # points per axis of a finer grid
 RATE_TOLERANCE = metrics.RATE_TOLERANCE         # right: measured / expected rate within [1/tol, tol]
 KEYFRAME_STRIDE = 4                 # the cascade's keyframe interval (issue 18)
 NYQUIST = 0.5                       # cycles per sample a sampler can represent
+MIN_STEADY = 0.5                    # fit quality (spin / orbit: residual mean resultant length; bounce: R^2)
+                                    # below which the sense is undecided (direction None): e.g. at Nyquist
+STILL_CYCLES = 1e-6                 # cycles over the whole clip below which the motion has no period (inf)
 
 # The sense each motion has in the world (every caption implies it; the vocabulary has no other).
 # Spin: ``world.SPIN_SPEED`` > 0 adds to the angle, which is clockwise on screen.
@@ -99,7 +102,8 @@ class PeriodicReading:
     degrees about the centre per base frame, bounce bounces per base frame. period: base frames
     per cycle (spin: one symmetry period, 360 / n degrees, as ``ClipSpec.period``; orbit: one turn;
     bounce: one bounce). direction: spin / orbit "clockwise" | "counter-clockwise" (None when it
-    hardly turned), bounce "up" (arches from a floor) | "down" (hanging from a ceiling).
+    hardly turned or its rate is not steady, ``MIN_STEADY``), bounce "up" (arches from a floor) |
+    "down" (hanging from a ceiling) (None when the law fits poorly).
     confidence in [0, 1]: share of frames used x fit quality (spin / orbit: mean resultant length
     of the angle residuals; bounce: R^2). cycles_per_sample: at the clip's stride (0.5 = Nyquist).
     cycles_seen: cycles the clip spans (under 1: a partial period).
@@ -159,7 +163,9 @@ def _usable(fm: FrameMeasures, motion: str, stride: int) -> tuple[np.ndarray, Pe
     t = len(fm.objects)
     ok = (fm.objects == 1) & fm.plausible & np.isfinite(fm.x)
     reason = ""
-    if not fm.present.any():
+    if t < MIN_FRAMES:
+        reason = f"{t} frames: a reading needs at least {MIN_FRAMES}"
+    elif not fm.present.any():
         reason = "no object"
     elif ok.sum() < MIN_FRAMES or ok.sum() < MIN_ONE_OBJECT_SHARE * t:
         several = int((fm.objects >= 2).sum())
@@ -168,6 +174,11 @@ def _usable(fm: FrameMeasures, motion: str, stride: int) -> tuple[np.ndarray, Pe
     if reason:
         return ok, PeriodicReading(motion, False, reason, frames_used=int(ok.sum()), stride=stride)
     return ok, None
+
+
+def _period(cycles_per_frame: float, span: float) -> float:
+    """Base frames per cycle; inf when the clip turns less than ``STILL_CYCLES`` in all."""
+    return 1.0 / cycles_per_frame if cycles_per_frame * span > STILL_CYCLES else math.inf
 
 
 def _base_frames(ok: np.ndarray, stride: int) -> np.ndarray:
@@ -240,12 +251,13 @@ def detect_spin(clip, shape: str | None = None, stride: int = 1) -> PeriodicRead
     rate = math.degrees(slope)
     span = float(u[-1] - u[0])
     symmetry = 360.0 / n
-    period = symmetry / abs(rate) if rate != 0 else math.inf
+    period = _period(abs(rate) / symmetry, span)
+    steady = _concentration(n * res)
     direction = None
-    if abs(rate) * span >= MIN_TURN_DEGREES:
+    if abs(rate) * span >= MIN_TURN_DEGREES and steady >= MIN_STEADY:
         direction = "clockwise" if rate > 0 else "counter-clockwise"
     per_sample, seen = _sampling(period, stride, span)
-    conf = float(ok.mean()) * _concentration(n * res)
+    conf = float(ok.mean()) * steady
     return PeriodicReading("spinning", True, "", abs(rate), period, direction, conf, per_sample, seen,
                            int(ok.sum()), stride, {"n": n, "degrees_per_frame_signed": rate})
 
@@ -283,12 +295,13 @@ def detect_orbit(clip, stride: int = 1, centre: tuple[float, float] | None = Non
     slope, res = _slope_fit(u, phi)
     rate = math.degrees(slope)
     span = float(u[-1] - u[0])
-    period = 360.0 / abs(rate) if rate != 0 else math.inf
+    period = _period(abs(rate) / 360.0, span)
+    steady = _concentration(res)
     direction = None
-    if abs(rate) * span >= MIN_SWEEP_DEGREES:
+    if abs(rate) * span >= MIN_SWEEP_DEGREES and steady >= MIN_STEADY:
         direction = "counter-clockwise" if rate > 0 else "clockwise"
     per_sample, seen = _sampling(period, stride, span)
-    conf = float(ok.mean()) * _concentration(res)
+    conf = float(ok.mean()) * steady
     return PeriodicReading("orbiting", True, "", abs(rate), period, direction, conf, per_sample, seen,
                            int(ok.sum()), stride, {"centre": (float(cx), float(cy)), "centre_from": source,
                                                    "radius_px": radius, "degrees_per_frame_signed": rate})
@@ -350,7 +363,8 @@ def detect_bounce(clip, stride: int = 1) -> PeriodicReading:
         return PeriodicReading("bouncing", False, "no bounce fits", frames_used=int(ok.sum()), stride=stride)
     r2 = max(0.0, 1.0 - sse / float(((y - y.mean()) ** 2).sum()))
     per_sample, seen = _sampling(period, stride, span)
-    return PeriodicReading("bouncing", True, "", 1.0 / period, period, "up" if b < 0 else "down",
+    direction = None if r2 < MIN_STEADY else ("up" if b < 0 else "down")
+    return PeriodicReading("bouncing", True, "", 1.0 / period, period, direction,
                            float(ok.mean()) * r2, per_sample, seen, int(ok.sum()), stride,
                            {"height_px": abs(b) / k, "phase": phase, "r2": r2})
 
@@ -380,8 +394,9 @@ def compare(reading: PeriodicReading, spec: ClipSpec | str, stride: int | None =
         raise ValueError(f"a {reading.motion} reading compared with a {spec.motion} prompt")
     expected = float(spec.period)
     exp_dir = EXPECTED_DIRECTION[spec.motion]
-    measurable = reading.measurable and np.isfinite(reading.period) and reading.period > 0
-    err = abs(expected / reading.period - 1.0) if measurable else math.nan
+    measurable = bool(reading.measurable and reading.period > 0)
+    frequency = 1.0 / reading.period if measurable else math.nan          # cycles per base frame (0: no motion)
+    err = abs(frequency * expected - 1.0) if measurable else math.nan
     rate_ok = bool(measurable and metrics._within(reading.period, expected, RATE_TOLERANCE))
     reversed_ = bool(measurable and reading.direction == OPPOSITE[exp_dir])
     right = bool(rate_ok and reading.direction == exp_dir)
