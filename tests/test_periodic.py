@@ -247,8 +247,12 @@ def test_periodic_report():
     assert keyed["per_motion"]["spinning"]["reversed"] == 1            # the quick square (the triangle: on Nyquist)
     assert keyed["per_motion"]["orbiting"]["right_pct"] == 100.0
     assert keyed["per_motion"]["bouncing"]["right_pct"] == 100.0
-    table = P.format_periodic_table(keyed, "keyframes")
-    assert "| periodic (keyframes) |" in table and "| spinning | quick | square | 6.0 | 0.67 | 1 | 1 | 0.0 | 50.0 | 50.0 | 1 |" in table
+    table = P.format_periodic_table(keyed)
+    assert "| periodic | speed | shape | period | cycles / keyframe | clips | right % | rate err % |" in table
+    assert "| spinning | quick | square | 6.0 | 0.67 | 1 | 0.0 | 50.0 | 1 | 0 |" in table
+    both = P.format_periodic_table({"frames": rep, "keyframes": keyed})
+    assert "| frames right % |" in both and "| keyframes reversed |" in both
+    assert "| spinning | quick | square | 6.0 | 0.67 | 1 | 100.0 | 0.0 | 0 | 0 | 0.0 | 50.0 | 1 | 0 |" in both
     with pytest.raises(ValueError):
         P.periodic_report(clips[:2], specs)
     with pytest.raises(ValueError):

@@ -498,21 +498,43 @@ def _fmt(v, spec: str = ".1f") -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
 
-def format_periodic_table(report: dict, label: str = "") -> str:
-    """Markdown: per motion and rate, share right, mean / max relative rate error, reversals."""
-    head = f"| periodic{' (' + label + ')' if label else ''} | speed | shape | period | cycles / keyframe " \
-           f"| clips | measurable | right % | mean rate err % | max rate err % | reversed |"
-    lines = [head, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in report["rows"]:
-        lines.append(f"| {r['motion']} | {r['speed']} | {r['shape']} | {_fmt(r['period'])} "
-                     f"| {_fmt(r['cycles_per_keyframe'], '.2f')} | {r['n']} | {r['measurable']} "
-                     f"| {_fmt(r['right_pct'])} | {_fmt(_pct(r['mean_rate_error']))} "
-                     f"| {_fmt(_pct(r['max_rate_error']))} | {r['reversed']} |")
-    o = report["overall"]
-    lines.append(f"| all | | | | | {o['n']} | {o['measurable']} | {_fmt(o['right_pct'])} "
-                 f"| {_fmt(_pct(o['mean_rate_error']))} | {_fmt(_pct(o['max_rate_error']))} | {o['reversed']} |")
-    return "\n".join(lines)
-
-
 def _pct(v):
     return None if v is None else 100.0 * v
+
+
+def format_periodic_table(reports: dict) -> str:
+    """Markdown table of one ``periodic_report`` or of several side by side ({label: report}).
+
+    Per motion and rate (and shape, for spins): its period, cycles per keyframe interval (0.5 is
+    the keyframes' Nyquist limit), clips; per report: share right, mean relative rate error over
+    the measurable clips, reversals, clips not measurable.
+    """
+    if "rows" in reports:
+        reports = {"": reports}
+    labels = list(reports)
+    tag = lambda lb, col: f"{lb} {col}" if lb else col
+    head = ["periodic", "speed", "shape", "period", "cycles / keyframe", "clips"]
+    for lb in labels:
+        head += [tag(lb, "right %"), tag(lb, "rate err %"), tag(lb, "reversed"), tag(lb, "not measurable")]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * (len(head) - 3)]
+    key = lambda r: (r["motion"], r["speed"], r["shape"])
+    first = reports[labels[0]]
+    by_label = {lb: {key(r): r for r in rep["rows"]} for lb, rep in reports.items()}
+
+    def cells(r: dict | None) -> list[str]:
+        if r is None:
+            return ["-"] * 4
+        return [_fmt(r["right_pct"]), _fmt(_pct(r["mean_rate_error"])), str(r["reversed"]),
+                str(r["n"] - r["measurable"])]
+
+    for r in first["rows"]:
+        row = [r["motion"], r["speed"], r["shape"], _fmt(r["period"]), _fmt(r["cycles_per_keyframe"], ".2f"),
+               str(r["n"])]
+        for lb in labels:
+            row += cells(by_label[lb].get(key(r)))
+        lines.append("| " + " | ".join(row) + " |")
+    row = ["all", "", "", "", "", str(first["overall"]["n"])]
+    for lb in labels:
+        row += cells(reports[lb]["overall"])
+    lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
