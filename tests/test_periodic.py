@@ -197,6 +197,15 @@ def test_no_object_several_objects_too_few_frames():
     assert r.measurable and r.frames_used == 29 and r.period == pytest.approx(24.0, rel=TIGHT)
     r = P.detect_spin(clip("a red square spinning")[:3], "square")
     assert not r.measurable and "needs at least" in r.reason
+    # noise, specks everywhere, a full frame: not measurable, with a reason, and never an exception
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
+    sparse = np.where(rng.random((32, 32, 32, 1)) < 0.1, noise, 0).astype(np.uint8)
+    full = np.full((32, 32, 32, 3), 200, np.uint8)
+    for video in (noise, sparse, full):
+        for cap in ("a red square spinning", "a red circle orbiting", "a red circle bouncing"):
+            v = P.evaluate_periodic(video, cap)
+            assert not v.measurable and not v.right and not v.reversed and v.reading.reason
 
 
 def test_reversed_clips_count_as_reversals():
