@@ -149,6 +149,23 @@ def test_aliasing_of_orbit_and_bounce_at_a_coarser_stride():
     assert r.period == pytest.approx(10.0, rel=TIGHT) and r.cycles_per_sample == pytest.approx(0.4, rel=TIGHT)
 
 
+def test_bounce_law_need_not_be_the_worlds():
+    """A model's bounce need not be a parabola: |sin| arches within 2 %, a smooth sine within 10 %."""
+    u = np.arange(32.0)
+    for name, arch, tol in (("|sin| arches", lambda f: np.abs(np.sin(np.pi * f)), 0.02),
+                            ("sine", lambda f: 0.5 - 0.5 * np.cos(2 * np.pi * f), 0.10)):
+        for period in (10.0, 16.0, 24.0):
+            y = 26.0 - 14.0 * arch(np.mod(u / period + 0.3, 1.0))
+            v = world.render("circle", world.COLORS["red"], np.full(32, 12.0), y, np.full(32, 6.0), np.zeros(32),
+                             32, 32)
+            r = P.detect_bounce(v)
+            assert r.direction == "up" and abs(r.period / period - 1) < tol, (name, period, r.period)
+            assert not r.details["at_search_edge"]
+    # a fall with no contact: the fit runs to the longest period searched, and says so
+    r = P.detect_bounce(clip("a red square moving down"))
+    assert r.details["at_search_edge"] and r.period == pytest.approx(1.5 * 31, rel=0.01)
+
+
 # ----------------------------------------------------------------------------- noise and wrong clips
 @pytest.mark.parametrize("sigma", [6.0, 12.0])
 def test_robust_to_the_noise_of_generated_clips(sigma):

@@ -77,11 +77,13 @@ BOUNCE_PERIOD_STEP = 0.012          # coarse grid: log-period step (1.2 %)
 BOUNCE_PHASES = 40                  # coarse grid: phases per period
 BOUNCE_REFINE = ((0.015, 1 / 40), (0.001, 1 / 400))      # finer grids: (log-period, phase) half-widths
 BOUNCE_REFINE_POINTS = 41           # points per axis of a finer grid
+SEARCH_EDGE = 1.01                  # a period within 1 % of the searched range's ends is flagged (no true optimum)
 RATE_TOLERANCE = metrics.RATE_TOLERANCE         # right: measured / expected rate within [1/tol, tol]
 KEYFRAME_STRIDE = 4                 # the cascade's keyframe interval (issue 18)
 NYQUIST = 0.5                       # cycles per sample a sampler can represent
 MIN_STEADY = 0.5                    # fit quality (spin / orbit: residual mean resultant length; bounce: R^2)
                                     # below which the sense is undecided (direction None): e.g. at Nyquist
+DEGENERATE_VARIANCE = 1e-9          # per sample: a (P, phase) whose arch values hardly vary is not a fit
 STILL_CYCLES = 1e-6                 # cycles over the whole clip below which the motion has no period (inf)
 
 # The sense each motion has in the world (every caption implies it; the vocabulary has no other).
@@ -314,13 +316,17 @@ def _arch(f: np.ndarray) -> np.ndarray:
 
 
 def _bounce_grid(u: np.ndarray, y: np.ndarray, periods: np.ndarray, phases: np.ndarray):
-    """SSE and slope b of y = a + b g(frac(u / P + phase)) for every (P, phase): arrays P x Phi."""
-    g = _arch(np.mod(u[None, None, :] / periods[:, None, :1] + phases[None, :, None], 1.0))   # P Phi k
+    """SSE and slope b of y = a + b g(frac(u / P + phase)) for every (P, phase): arrays P x Phi.
+
+    u, y: (k,) base frames and positions; periods (P,), phases (Phi,). For each pair, a and b by
+    least squares: b = cov(g, y) / var(g), SSE = sum (y - mean y)^2 - b cov(g, y).
+    """
+    g = _arch(np.mod(u[None, None, :] / periods[:, None, None] + phases[None, :, None], 1.0))  # P Phi k
     gc = g - g.mean(-1, keepdims=True)
     yc = y - y.mean()
     var = (gc * gc).sum(-1)
     cov = (gc * yc).sum(-1)
-    degenerate = var <= 1e-9 * len(y)
+    degenerate = var <= DEGENERATE_VARIANCE * len(y)
     b = np.where(degenerate, 0.0, cov / np.where(degenerate, 1.0, var))
     sse = np.where(degenerate, np.inf, (yc * yc).sum() - b * cov)
     return sse, b
@@ -328,20 +334,20 @@ def _bounce_grid(u: np.ndarray, y: np.ndarray, periods: np.ndarray, phases: np.n
 
 def fit_bounce_period(u: np.ndarray, y: np.ndarray, min_period: float, max_period: float):
     """Best (period, phase, b, sse) of the bounce law on a coarse grid refined twice."""
-    periods = np.exp(np.arange(math.log(min_period), math.log(max_period), BOUNCE_PERIOD_STEP))[:, None]
+    periods = np.exp(np.arange(math.log(min_period), math.log(max_period), BOUNCE_PERIOD_STEP))
     phases = np.arange(BOUNCE_PHASES) / BOUNCE_PHASES
     sse, b = _bounce_grid(u, y, periods, phases)
     i, j = np.unravel_index(int(np.argmin(sse)), sse.shape)
-    best = (float(periods[i, 0]), float(phases[j]), float(b[i, j]), float(sse[i, j]))
+    best = (float(periods[i]), float(phases[j]), float(b[i, j]), float(sse[i, j]))
     for dlog, dphase in BOUNCE_REFINE:
         p0, f0 = best[0], best[1]
         grid = np.linspace(-1.0, 1.0, BOUNCE_REFINE_POINTS)
-        periods = np.clip(p0 * np.exp(dlog * grid), min_period, max_period)[:, None]
+        periods = np.clip(p0 * np.exp(dlog * grid), min_period, max_period)
         phases = np.mod(f0 + dphase * grid, 1.0)
         sse, b = _bounce_grid(u, y, periods, phases)
         i, j = np.unravel_index(int(np.argmin(sse)), sse.shape)
         if sse[i, j] <= best[3]:
-            best = (float(periods[i, 0]), float(phases[j]), float(b[i, j]), float(sse[i, j]))
+            best = (float(periods[i]), float(phases[j]), float(b[i, j]), float(sse[i, j]))
     return best
 
 
@@ -358,7 +364,8 @@ def detect_bounce(clip, stride: int = 1) -> PeriodicReading:
         return PeriodicReading("bouncing", False, f"no vertical motion ({extent:.2f} px)",
                                frames_used=int(ok.sum()), stride=stride)
     span = float(u[-1] - u[0])
-    period, phase, b, sse = fit_bounce_period(u, y, stride / NYQUIST, BOUNCE_MAX_SPANS * max(span, 1.0))
+    lo, hi = stride / NYQUIST, BOUNCE_MAX_SPANS * max(span, 1.0)          # Nyquist .. a partial period
+    period, phase, b, sse = fit_bounce_period(u, y, lo, hi)
     if not np.isfinite(sse):
         return PeriodicReading("bouncing", False, "no bounce fits", frames_used=int(ok.sum()), stride=stride)
     r2 = max(0.0, 1.0 - sse / float(((y - y.mean()) ** 2).sum()))
@@ -366,7 +373,8 @@ def detect_bounce(clip, stride: int = 1) -> PeriodicReading:
     direction = None if r2 < MIN_STEADY else ("up" if b < 0 else "down")
     return PeriodicReading("bouncing", True, "", 1.0 / period, period, direction,
                            float(ok.mean()) * r2, per_sample, seen, int(ok.sum()), stride,
-                           {"height_px": abs(b) / k, "phase": phase, "r2": r2})
+                           {"height_px": abs(b) / k, "phase": phase, "r2": r2,
+                            "at_search_edge": bool(period <= lo * SEARCH_EDGE or period >= hi / SEARCH_EDGE)})
 
 
 # ----------------------------------------------------------------------------- against the prompt
