@@ -90,6 +90,18 @@ def test_pinned_values():
     assert r.rate == pytest.approx(1 / 24, rel=0.005) and r.details["r2"] > 0.999
 
 
+def test_orbit_centre_is_estimated():
+    """An orbit about another point than the frame centre (a model's may drift): the fitted centre times it."""
+    u = np.arange(32.0)
+    th = 0.4 + 2 * np.pi * u / 20.0
+    x, y = 12.0 + 5.0 * np.cos(th), 18.0 - 5.0 * np.sin(th)                  # counter-clockwise, period 20
+    v = world.render("square", world.COLORS["green"], x, y, np.full(32, 5.0), np.zeros(32), 32, 32)
+    r = P.detect_orbit(v)
+    assert r.details["centre_from"] == "fit" and r.details["centre"] == pytest.approx((12.0, 18.0), abs=0.1)
+    assert r.period == pytest.approx(20.0, rel=TIGHT) and r.direction == "counter-clockwise"
+    assert r.details["radius_px"] == pytest.approx(5.0, rel=0.05)
+
+
 @pytest.mark.parametrize("size", [16, 48])
 def test_other_frame_sizes(size):
     for cap, period in (("a cyan triangle quickly spinning", 8.0), ("a purple square slowly orbiting", 40.0),
