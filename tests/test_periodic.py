@@ -59,7 +59,10 @@ def test_world_rates_and_senses(motion, stride):
                 r = P.detect(clip(spec.caption, 32 // stride, stride, seed), spec, stride)
                 assert r.measurable and r.frames_used == 32 // stride, (spec.caption, stride, r)
                 assert abs(r.period / period - 1) < TIGHT, (spec.caption, stride, r.period, period)
-                assert r.direction == sense, (spec.caption, stride, r.direction)
+                if motion == "bouncing" and stride / period == pytest.approx(0.25) and r.direction is None:
+                    pass                                # 4 samples a period: at some phases no telling floor
+                else:                                   # from ceiling (test_bounce_sense_undecided_...)
+                    assert r.direction == sense, (spec.caption, stride, r.direction)
                 assert r.confidence > 0.95, (spec.caption, stride, r.confidence)
                 assert r.cycles_per_sample == pytest.approx(stride / period, rel=TIGHT)
                 v = P.compare(r, spec)
@@ -149,6 +152,17 @@ def test_nyquist_limit():
         assert fine.confidence > 0.99 and fine.period == pytest.approx(8.0, rel=TIGHT)
 
 
+def test_bounce_sense_undecided_at_four_samples_a_period():
+    """The normal bounce (16 frames) at stride 4 at some phases shows two levels: floor or ceiling, no telling."""
+    spec = world.parse_caption("a red square bouncing")
+    v = P.evaluate_periodic(clip(spec.caption, 8, stride=4, seed=104), spec, stride=4)
+    r = v.reading
+    assert r.direction is None and r.details["r2"] > 0.999 and r.details["r2_other_sense"] > 0.999
+    assert v.right and not v.reversed and v.measured_period == pytest.approx(16.0, rel=TIGHT)
+    decided = P.detect_bounce(clip(spec.caption, 8, stride=4, seed=0), stride=4)
+    assert decided.direction == "up" and decided.details["r2"] - decided.details["r2_other_sense"] > 0.02
+
+
 def test_aliasing_of_orbit_and_bounce_at_a_coarser_stride():
     # quick orbit (12 frames) every 8th frame: 0.67 turns per sample look like 0.33 turns the other way
     r = P.detect_orbit(clip("a red circle quickly orbiting", 8, stride=8, seed=1), stride=8)
@@ -162,16 +176,16 @@ def test_aliasing_of_orbit_and_bounce_at_a_coarser_stride():
 
 
 def test_bounce_law_need_not_be_the_worlds():
-    """A model's bounce need not be a parabola: |sin| arches within 2 %, a smooth sine within 10 %."""
+    """A model's bounce need not be a parabola: |sin| arches within 2 %; a smooth sine within 10 %, no sense."""
     u = np.arange(32.0)
-    for name, arch, tol in (("|sin| arches", lambda f: np.abs(np.sin(np.pi * f)), 0.02),
-                            ("sine", lambda f: 0.5 - 0.5 * np.cos(2 * np.pi * f), 0.10)):
+    for name, arch, tol, sense in (("|sin| arches", lambda f: np.abs(np.sin(np.pi * f)), 0.02, "up"),
+                                   ("sine", lambda f: 0.5 - 0.5 * np.cos(2 * np.pi * f), 0.10, None)):
         for period in (10.0, 16.0, 24.0):
             y = 26.0 - 14.0 * arch(np.mod(u / period + 0.3, 1.0))
             v = world.render("circle", world.COLORS["red"], np.full(32, 12.0), y, np.full(32, 6.0), np.zeros(32),
                              32, 32)
             r = P.detect_bounce(v)
-            assert r.direction == "up" and abs(r.period / period - 1) < tol, (name, period, r.period)
+            assert r.direction == sense and abs(r.period / period - 1) < tol, (name, period, r.period)
             assert not r.details["at_search_edge"]
     # a fall with no contact: the fit runs to the longest period searched, and says so
     r = P.detect_bounce(clip("a red square moving down"))

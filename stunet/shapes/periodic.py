@@ -26,9 +26,11 @@ Bounce
     model        the world's law along its bounce axis (vertical, floor at the bottom):
                  y(u) = a + b g(frac(u / P + phase)), g(f) = 4 f (1 - f) (an arch per period).
                  Least squares in a and b for every (P, phase) on a grid, then two finer grids
-                 around the best; b < 0 is arches rising from a floor ("up", the world's
-                 bounce). The fit uses every sample at once, so a partial period (the world's
-                 slow bounce shows 1.3 of them in 32 frames) still fixes P. Periods from 2
+                 around the best, once with b < 0 (arches rising from a floor: "up", the
+                 world's bounce) and once with b > 0 (hanging from a ceiling: "down"); the
+                 better fit gives the period, and the sense when it fits clearly better
+                 (``BOUNCE_SENSE_MARGIN``). The fit uses every sample at once, so a partial
+                 period (the world's slow bounce shows 1.3 of them in 32 frames) still fixes P. Periods from 2
                  samples (the Nyquist limit of the sampling) to ``BOUNCE_MAX_SPANS`` spans.
 
 Every detector returns a ``PeriodicReading``; ``compare`` turns one into a
@@ -77,6 +79,8 @@ BOUNCE_PERIOD_STEP = 0.012          # coarse grid: log-period step (1.2 %)
 BOUNCE_PHASES = 40                  # coarse grid: phases per period
 BOUNCE_REFINE = ((0.015, 1 / 40), (0.001, 1 / 400))      # finer grids: (log-period, phase) half-widths
 BOUNCE_REFINE_POINTS = 41           # points per axis of a finer grid
+BOUNCE_SENSE_MARGIN = 0.02          # R^2 by which one orientation (floor / ceiling) must beat the other
+                                    # (world clips: >= 0.098 apart, except 4 samples a period at some phases)
 SEARCH_EDGE = 1.01                  # a period within 1 % of the searched range's ends is flagged (no true optimum)
 RATE_TOLERANCE = metrics.RATE_TOLERANCE         # right: measured / expected rate within [1/tol, tol]
 KEYFRAME_STRIDE = 4                 # the cascade's keyframe interval (issue 18)
@@ -130,6 +134,10 @@ class PeriodicReading:
 @dataclass(frozen=True)
 class PeriodicVerdict:
     """A reading against the prompt: right = measurable, sense as prompted, rate within tolerance.
+
+    A bounce whose sense is undecided (``direction`` None: its samples fit floor and ceiling
+    arches alike, as 4 samples a period can) is right on its rate alone; a spin or orbit needs
+    its sense.
 
     rate_error = |measured rate / expected rate - 1| (= |expected period / measured period - 1|),
     NaN when not measurable. reversed: the opposite sense was measured (counted apart from rate).
@@ -332,11 +340,20 @@ def _bounce_grid(u: np.ndarray, y: np.ndarray, periods: np.ndarray, phases: np.n
     return sse, b
 
 
-def fit_bounce_period(u: np.ndarray, y: np.ndarray, min_period: float, max_period: float):
-    """Best (period, phase, b, sse) of the bounce law on a coarse grid refined twice."""
+def _signed(sse: np.ndarray, b: np.ndarray, sign: int) -> np.ndarray:
+    """SSE with the fits of the other orientation (sign of b) ruled out."""
+    return sse if sign == 0 else np.where(np.sign(b) == sign, sse, np.inf)
+
+
+def fit_bounce_period(u: np.ndarray, y: np.ndarray, min_period: float, max_period: float, sign: int = 0):
+    """Best (period, phase, b, sse) of the bounce law on a coarse grid refined twice.
+
+    sign: -1 only arches rising from a floor (b < 0), +1 only hanging ones, 0 either.
+    """
     periods = np.exp(np.arange(math.log(min_period), math.log(max_period), BOUNCE_PERIOD_STEP))
     phases = np.arange(BOUNCE_PHASES) / BOUNCE_PHASES
     sse, b = _bounce_grid(u, y, periods, phases)
+    sse = _signed(sse, b, sign)
     i, j = np.unravel_index(int(np.argmin(sse)), sse.shape)
     best = (float(periods[i]), float(phases[j]), float(b[i, j]), float(sse[i, j]))
     for dlog, dphase in BOUNCE_REFINE:
@@ -345,6 +362,7 @@ def fit_bounce_period(u: np.ndarray, y: np.ndarray, min_period: float, max_perio
         periods = np.clip(p0 * np.exp(dlog * grid), min_period, max_period)
         phases = np.mod(f0 + dphase * grid, 1.0)
         sse, b = _bounce_grid(u, y, periods, phases)
+        sse = _signed(sse, b, sign)
         i, j = np.unravel_index(int(np.argmin(sse)), sse.shape)
         if sse[i, j] <= best[3]:
             best = (float(periods[i]), float(phases[j]), float(b[i, j]), float(sse[i, j]))
@@ -365,15 +383,21 @@ def detect_bounce(clip, stride: int = 1) -> PeriodicReading:
                                frames_used=int(ok.sum()), stride=stride)
     span = float(u[-1] - u[0])
     lo, hi = stride / NYQUIST, BOUNCE_MAX_SPANS * max(span, 1.0)          # Nyquist .. a partial period
-    period, phase, b, sse = fit_bounce_period(u, y, lo, hi)
-    if not np.isfinite(sse):
+    syy = float(((y - y.mean()) ** 2).sum())
+    fits = {sense: fit_bounce_period(u, y, lo, hi, sign) for sense, sign in (("up", -1), ("down", 1))}
+    r2 = {sense: max(0.0, 1.0 - f[3] / syy) if np.isfinite(f[3]) else 0.0 for sense, f in fits.items()}
+    best = max(r2, key=r2.get)
+    if not np.isfinite(fits[best][3]):
         return PeriodicReading("bouncing", False, "no bounce fits", frames_used=int(ok.sum()), stride=stride)
-    r2 = max(0.0, 1.0 - sse / float(((y - y.mean()) ** 2).sum()))
+    period, phase, b, _ = fits[best]
+    other = r2[OPPOSITE[best]]
+    # a sense only when the law fits and the other orientation fits clearly worse (4 samples a period
+    # at some phases show two levels, which arches and hanging arches fit equally well)
+    direction = best if r2[best] >= MIN_STEADY and r2[best] - other >= BOUNCE_SENSE_MARGIN else None
     per_sample, seen = _sampling(period, stride, span)
-    direction = None if r2 < MIN_STEADY else ("up" if b < 0 else "down")
     return PeriodicReading("bouncing", True, "", 1.0 / period, period, direction,
-                           float(ok.mean()) * r2, per_sample, seen, int(ok.sum()), stride,
-                           {"height_px": abs(b) / k, "phase": phase, "r2": r2,
+                           float(ok.mean()) * r2[best], per_sample, seen, int(ok.sum()), stride,
+                           {"height_px": abs(b) / k, "phase": phase, "r2": r2[best], "r2_other_sense": other,
                             "at_search_edge": bool(period <= lo * SEARCH_EDGE or period >= hi / SEARCH_EDGE)})
 
 
@@ -407,7 +431,8 @@ def compare(reading: PeriodicReading, spec: ClipSpec | str, stride: int | None =
     err = abs(frequency * expected - 1.0) if measurable else math.nan
     rate_ok = bool(measurable and metrics._within(reading.period, expected, RATE_TOLERANCE))
     reversed_ = bool(measurable and reading.direction == OPPOSITE[exp_dir])
-    right = bool(rate_ok and reading.direction == exp_dir)
+    sense_ok = reading.direction == exp_dir or (spec.motion == "bouncing" and reading.direction is None)
+    right = bool(rate_ok and sense_ok)
     return PeriodicVerdict(spec.caption, spec.motion, spec.speed, spec.shape,
                            reading.stride if stride is None else stride, bool(measurable), expected,
                            float(reading.period) if measurable else math.nan, err, exp_dir, reading.direction,
