@@ -197,7 +197,7 @@ def _base_frames(ok: np.ndarray, stride: int) -> np.ndarray:
 
 
 def _unwrap_steps(phasor: np.ndarray) -> np.ndarray:
-    """Unwrapped angle (k,) of unit-ish complex numbers, each step taken into (-pi, pi]."""
+    """Unwrapped angle (k,) of complex numbers (k,), each step arg(p[i+1] conj(p[i])) in (-pi, pi]."""
     steps = np.angle(phasor[1:] * np.conj(phasor[:-1]))
     return np.angle(phasor[0]) + np.concatenate([[0.0], np.cumsum(steps)])
 
@@ -256,7 +256,7 @@ def detect_spin(clip, shape: str | None = None, stride: int = 1) -> PeriodicRead
         return PeriodicReading("spinning", False, why, frames_used=int(ok.sum()), stride=stride)
     u = _base_frames(ok, stride)                             # k
     m = (fm.m4 if n == 4 else fm.m3)[ok]                     # k complex
-    theta = _unwrap_steps(m / np.abs(m)) / n                 # k, radians, clockwise on screen
+    theta = _unwrap_steps(m) / n                             # k, radians, clockwise on screen
     slope, res = _slope_fit(u, theta)                        # radians per base frame
     rate = math.degrees(slope)
     span = float(u[-1] - u[0])
