@@ -37,6 +37,11 @@ def test_ceiling_is_perfect_on_the_default_prompts():
     assert r["model"] is None and r["passed"] is None
     table = E.format_table(r)
     assert "| colour | - | 100.0 |" in table and "| bouncing | 3 |" in table
+    # the periodic-motion report rides along: every spin, orbit and bounce prompt right, none reversed
+    p = r["periodic"]["ceiling"]
+    assert p["overall"]["n"] == 9 and p["overall"]["right_pct"] == 100.0 and p["overall"]["reversed"] == 0
+    assert "model" not in r["periodic"]
+    assert "| spinning | quick | triangle | 8.0 | 0.50 | 1 | 100.0 | 0.0 | 0 | 0 |" in table
     json.dumps({k: v for k, v in r.items()})
 
 

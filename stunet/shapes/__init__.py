@@ -6,5 +6,6 @@ training data, the vocabulary and the evaluation:
     world       procedural clips (one coloured shape doing one motion) with per-frame ground truth
     data        world clips and captions -> tensors and tokenizer for the model
     metrics     analytic detectors that score a clip's colour, shape, motion and coherence
+    periodic    spin, orbit and bounce detectors: rate, period and sense, against the prompt
     evaluate    ``stunet eval``: generate clips for a fixed prompt set and score them
 """

@@ -29,6 +29,7 @@ import numpy as np
 from ..defaults import GUIDANCE, PRECISIONS, SAMPLER, SAMPLERS, STEPS
 from . import world
 from .metrics import ClipScore, evaluate_clip
+from .periodic import KEYFRAME_STRIDE, NYQUIST, RATE_TOLERANCE, format_periodic_table, periodic_report
 
 METRICS = ("color", "shape", "motion", "coherence")
 LABELS = {"color": "colour", "shape": "shape", "motion": "motion", "coherence": "coherence"}
@@ -133,6 +134,11 @@ def score_clips(clips, stride: int = 1) -> list[tuple[str, int, ClipScore]]:
     return [(p, s, evaluate_clip(v, world.parse_caption(p), stride)) for p, s, v in clips]
 
 
+def _periodic(clips, stride: int) -> dict:
+    """``periodic_report`` of [(prompt, seed, video)] (spin, orbit and bounce prompts; the rest skipped)."""
+    return periodic_report([v for _, _, v in clips], [p for p, _, _ in clips], stride)
+
+
 def summarize(scores: Sequence[ClipScore]) -> dict:
     """Percent of clips right per metric, per motion, and all four at once."""
     n = len(scores)
@@ -172,7 +178,9 @@ def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = N
     ``model=None`` scores only the world's clips (``frames`` and ``size`` then default to 32).
     Returns a JSON-able dict: settings, ``model`` and ``ceiling`` summaries (percent of clips),
     per-metric ``pass`` verdicts (target met and within ``MAX_GAP`` of the ceiling), ``passed``,
-    and per-clip scores under ``clips``; with ``keep_clips`` also the videos (not JSON-able).
+    per-clip scores under ``clips``, and under ``periodic`` the periodic-motion report
+    (``stunet.shapes.periodic``: rate and sense of spins, orbits and bounces; informational, no
+    verdict) of the model and the ceiling; with ``keep_clips`` also the videos (not JSON-able).
     """
     if model is not None and hasattr(model, "model") and hasattr(model, "tokenizer"):   # a Pipeline
         model, tokenizer, precision = model.model, tokenizer or model.tokenizer, precision or model.precision
@@ -190,7 +198,7 @@ def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = N
                            "sampler": sampler, "frames": frames, "size": size, "stride": stride,
                            "batch_size": batch_size},
               "prompts": prompts, "targets": dict(TARGETS), "max_gap": MAX_GAP,
-              "model": None, "ceiling": None, "clips": {}, "seconds": {}}
+              "model": None, "ceiling": None, "clips": {}, "periodic": {}, "seconds": {}}
     videos = {}
     if model is not None:
         t0 = time.perf_counter()
@@ -205,6 +213,7 @@ def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = N
         result["seconds"]["score"] = time.perf_counter() - t0
         result["model"] = summarize([s for _, _, s in scored])
         result["clips"]["model"] = [{"prompt": p, "seed": sd, **s.to_dict()} for p, sd, s in scored]
+        result["periodic"]["model"] = _periodic(clips, stride)
         videos["model"] = clips
     if ceiling:
         t0 = time.perf_counter()
@@ -213,6 +222,7 @@ def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = N
         result["seconds"]["ceiling"] = time.perf_counter() - t0
         result["ceiling"] = summarize([s for _, _, s in scored])
         result["clips"]["ceiling"] = [{"prompt": p, "seed": sd, **s.to_dict()} for p, sd, s in scored]
+        result["periodic"]["ceiling"] = _periodic(clips, stride)
         videos["ceiling"] = clips
     result["pass"] = _verdicts(result["model"], result["ceiling"])
     result["passed"] = None if result["model"] is None else all(result["pass"].values())
@@ -259,6 +269,14 @@ def format_table(result: dict) -> str:
                  f"clips for the same prompts).")
     if result["passed"] is not None:
         lines.append(f"Overall: {'PASS' if result['passed'] else 'FAIL'}.")
+    periodic = {k: v for k, v in (result.get("periodic") or {}).items() if v and v["rows"]}
+    if periodic:
+        lines += ["", format_periodic_table(periodic), "",
+                  f"Periodic motions (informational, no target): right = the prompt's sense and a period within "
+                  f"x{RATE_TOLERANCE:g} of the world's; rate error = |measured / prompted rate - 1| over the "
+                  f"measurable clips; reversed = the opposite sense, counted apart. Cycles / keyframe: the motion's "
+                  f"cycles per {KEYFRAME_STRIDE} base frames (a keyframe cascade's interval; above {NYQUIST:g} "
+                  f"keyframes alias it)."]
     return "\n".join(lines)
 
 
