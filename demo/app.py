@@ -34,6 +34,7 @@ from pathlib import Path
 import gradio as gr
 
 from . import limits as L
+from . import models
 from .about import TEXT as ABOUT_TEXT
 from .about import about_html
 from .errors import guarded
@@ -62,32 +63,21 @@ def launch_options() -> dict:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from stunet.checkpoint import default_model_dir
     return dict(theme=theme(), css=CSS, head=HEAD, show_error=False, max_file_size=L.MAX_UPLOAD_BYTES,
-                blocked_paths=[str(default_model_dir().resolve())],
+                blocked_paths=[str(default_model_dir().resolve()), str(models.fast_model_dir().resolve())],
                 app_kwargs={"middleware": [guard_middleware()]})
 
 
-# ----------------------------------------------------------------------------- the shared model
-_PIPELINE = None
-_PIPELINE_LOCK = threading.Lock()
+# ----------------------------------------------------------------------------- the shared models
 SERVER_WAIT_S = 30          # the background load waits at most this long for the server to start
 AFTER_SERVER_S = 0.5        # ... and this long after it, so the first page is served without competing
 
 
 def shared_pipeline(directory=None):
-    """The process's one Pipeline (checkpoint from ``STUNET_MODEL`` or ``assets/stunet-shapes``).
-
-    Nothing is passed for the precision: ``$STUNET_PRECISION`` (default "auto", measured) applies.
+    """The process's one Pipeline of a checkpoint (default: ``STUNET_MODEL`` or ``assets/stunet-shapes``;
+    ``demo.models.load``). Nothing is passed for the precision: ``$STUNET_PRECISION`` (default "auto") applies.
     """
-    global _PIPELINE
-    with _PIPELINE_LOCK:
-        if _PIPELINE is None:
-            from stunet.checkpoint import default_model_dir
-            from stunet.pipeline import Pipeline
-            t0 = time.perf_counter()
-            _PIPELINE = Pipeline.from_pretrained(directory if directory is not None else default_model_dir())
-            prec = _PIPELINE.precision
-            log.info("model loaded in %.1f s (precision %s: %s)", time.perf_counter() - t0, prec.name, prec.reason)
-        return _PIPELINE
+    from stunet.checkpoint import default_model_dir
+    return models.load(directory if directory is not None else default_model_dir())
 
 
 def checkpoint_header(directory):
@@ -140,7 +130,9 @@ def _background(blocks, load: bool) -> None:
     time.sleep(AFTER_SERVER_S)
     try:
         if load:
-            blocks.studio.pipe           # noqa: B018 - loads it (shared_pipeline)
+            blocks.studio.pipe           # noqa: B018 - loads the default model
+            for c in blocks.studio.choices[1:]:
+                blocks.studio.pipe_for(c.key)
         _warm_imports(blocks.studio)
     except Exception:  # pragma: no cover - a request retries the load and reports the error
         log.exception("background model load / warm-up failed")
@@ -148,22 +140,31 @@ def _background(blocks, load: bool) -> None:
 
 def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None = None,
                generate_concurrency: int | None = None, delete_cache: tuple[int, int] | None = None,
-               janitor: bool = True) -> gr.Blocks:
+               janitor: bool = True, choices=None, loaders=None) -> gr.Blocks:
     """The studio's Blocks. The keyword arguments override the serving limits of ``demo.limits``
-    (tests shrink the queue, or let several clips sample at once)."""
+    (tests shrink the queue, or let several clips sample at once).
+
+    Without ``pipeline``, the models offered are the full checkpoint and, when shipped, the fast one
+    (``demo.models``), the default (``limits.DEFAULT_MODEL``) first. With ``pipeline`` (tests): that
+    model, plus ``choices`` / ``loaders`` where given (``choices[0]`` describes ``pipeline``)."""
     queue_max_size = L.QUEUE_MAX_SIZE if queue_max_size is None else queue_max_size
     generate_concurrency = L.GENERATE_CONCURRENCY if generate_concurrency is None else generate_concurrency
     if pipeline is not None:
         cfg, tokenizer = pipeline.config, pipeline.tokenizer
         params = sum(p.numel() for p in pipeline.model.parameters())
-        studio_kw = dict(pipeline=pipeline)
-    else:           # the page is built from the checkpoint's header; the weights load in the background
+        studio_kw = dict(pipeline=pipeline, choices=choices, loaders=loaders)
+        choice = (choices or [models.ModelChoice(models.FULL, None, pipeline.defaults)])[0]
+    else:           # the page is built from the checkpoints' headers; the weights load in the background
         from stunet.checkpoint import default_model_dir
-        directory = default_model_dir()
-        cfg, tokenizer, params = checkpoint_header(directory)
-        studio_kw = dict(config=cfg, tokenizer=tokenizer, loader=lambda: shared_pipeline(directory))
+        choices = models.available(default_model_dir(), default=L.DEFAULT_MODEL)
+        choice = choices[0]
+        cfg, tokenizer, params = checkpoint_header(choice.directory)
+        loaders = {c.key: (lambda d=c.directory: models.load(d)) for c in choices}
+        studio_kw = dict(config=cfg, tokenizer=tokenizer, loader=loaders[choice.key], choices=choices,
+                         loaders=loaders)
+    d0 = choice.defaults
     window, factor = cfg.frames, cfg.temporal_factor
-    examples = [[p, i, L.DEFAULT_STEPS, L.DEFAULT_GUIDANCE, window] for i, p in enumerate(EXAMPLE_PROMPTS)
+    examples = [[p, i, d0.steps, d0.guidance, window] for i, p in enumerate(EXAMPLE_PROMPTS)
                 if not tokenizer.encode(p).unknown]
     studio = Studio(examples=examples, **studio_kw)
     t_layers, x_layers = layer_names(cfg)
@@ -186,6 +187,10 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                                             placeholder="a red circle moving right", lines=1, max_lines=2,
                                             elem_id="prompt", info="Enter runs. Colour, shape, motion, speed.")
                         words_html = gr.HTML(studio.prompt_html(first_prompt), elem_id="prompt-words")
+                        model_choice = gr.Radio([(c.label, c.key) for c in studio.choices], value=choice.key,
+                                                label="Model", elem_id="model", visible=len(studio.choices) > 1,
+                                                info="Fast: the distilled few-step model, one network pass per "
+                                                     "step. Full: the 25-step model it was distilled from.")
                         with gr.Row():
                             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn", scale=3)
                             stop_btn = gr.Button("Stop", variant="secondary", elem_id="stop-btn", scale=1)
@@ -202,12 +207,12 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                                 seed = gr.Number(label="Seed", value=L.DEFAULT_SEED, precision=0, minimum=L.MIN_SEED,
                                                  maximum=L.MAX_SEED, scale=3, elem_id="seed")
                                 dice = gr.Button("Randomize", size="sm", scale=1, min_width=100, elem_id="randomize")
-                            steps = gr.Slider(L.MIN_STEPS, L.MAX_STEPS, value=L.DEFAULT_STEPS, step=1,
+                            steps = gr.Slider(L.MIN_STEPS, L.MAX_STEPS, value=d0.steps, step=1,
                                               label="Denoising steps", elem_id="steps")
-                            guidance = gr.Slider(L.MIN_GUIDANCE, L.MAX_GUIDANCE, value=L.DEFAULT_GUIDANCE, step=0.5,
+                            guidance = gr.Slider(L.MIN_GUIDANCE, L.MAX_GUIDANCE, value=d0.guidance, step=0.5,
                                                  label="Guidance (classifier-free)", elem_id="guidance")
                             sampler = gr.Dropdown([(SAMPLER_LABELS.get(s, s), s) for s in L.SAMPLERS],
-                                                  value=L.DEFAULT_SAMPLER, label="Sampler", elem_id="sampler")
+                                                  value=d0.sampler, label="Sampler", elem_id="sampler")
                             frames = gr.Slider(f_lo, f_hi, value=window, step=factor, label="Frames",
                                                info=f"Multiples of {factor} (time is halved "
                                                     f"{factor.bit_length() - 1}×). Over {window} frames, "
@@ -223,8 +228,9 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                         ex = None
                         if examples:      # a model with another vocabulary may know none of these prompts
                             ex = gr.Examples(
-                                [row + [L.DEFAULT_SAMPLER, L.DEFAULT_STRIDE, L.DEFAULT_FPS, None] for row in examples],
-                                inputs=[prompt, seed, steps, guidance, frames, sampler, stride, fps, first_frame],
+                                [row + [d0.sampler, L.DEFAULT_STRIDE, L.DEFAULT_FPS, None, choice.key] for row in examples],
+                                inputs=[prompt, seed, steps, guidance, frames, sampler, stride, fps, first_frame,
+                                        model_choice],
                                 visible_columns=[0], label="Examples: click to generate (cached after the first run)",
                                 examples_per_page=12)
                         with gr.Accordion("Vocabulary", open=False):
@@ -252,7 +258,7 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                 inspect_info = gr.Markdown("No clip yet: **generate one** in the Generate tab, then everything "
                                            "below shows what happened inside the network (no second sampling run).",
                                            elem_id="inspect-info")
-                step = gr.Slider(0, L.DEFAULT_STEPS - 1, value=L.DEFAULT_STEPS - 1, step=1, interactive=False,
+                step = gr.Slider(0, d0.steps - 1, value=d0.steps - 1, step=1, interactive=False,
                                  label="Denoising step (0 = pure noise, last = the clip)", elem_id="step",
                                  buttons=[])
                 with gr.Accordion("The space-time pyramid", open=True):
@@ -337,7 +343,7 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                 gr.HTML(about_html(cfg, params))
 
         # ==================================================================== events
-        gen_inputs = [prompt, seed, steps, guidance, frames, sampler, stride, fps, first_frame]
+        gen_inputs = [prompt, seed, steps, guidance, frames, sampler, stride, fps, first_frame, model_choice]
         gen_outputs = [video, mp4_btn, gif_btn, settings_json, preview, status, record]
         generate_fn = guarded(studio.generate)
         common = dict(preprocess=False, concurrency_limit=generate_concurrency, concurrency_id="generate",
@@ -347,7 +353,9 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
 
         gen_event = gr.on([generate_btn.click, prompt.submit], generate_fn, gen_inputs, gen_outputs,
                           api_name="generate", api_description="Generate a clip: (prompt, seed, steps, guidance, "
-                          "frames[, sampler, stride, fps, first_frame]) -> video, mp4, gif, settings, preview, status.",
+                          "frames[, sampler, stride, fps, first_frame, model]) -> video, mp4, gif, settings, preview, "
+                          "status. model: 'fast' or 'full' where both are offered (steps, guidance and sampler are "
+                          "taken as given: pass the model's own, see /model_defaults).",
                           **common)
         gen_events = [gen_event]
         if ex is not None:
@@ -359,6 +367,8 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
         prompt.change(guarded(studio.prompt_html), prompt, words_html, queue=False, show_progress="hidden",
                       preprocess=False, api_visibility="private", trigger_mode="always_last")
         dice.click(studio.random_seed, None, seed, queue=False, api_visibility="private")
+        model_choice.input(guarded(studio.model_defaults), model_choice, [steps, guidance, sampler], queue=False,
+                           preprocess=False, api_name="model_defaults")
         replay_btn.click(guarded(studio.replay), record, gen_inputs, queue=False, preprocess=False,
                          api_visibility="private")
 

@@ -62,6 +62,9 @@ DEFAULT_SAMPLER = defaults.SAMPLER
 SAMPLERS = defaults.SAMPLERS
 SAMPLER_LABELS = defaults.SAMPLER_LABELS
 DEFAULT_STRIDE = 1
+# The model a plain Generate uses where both are offered ("fast": the distilled few-step model, "full"):
+# fast only if its measured quality holds against the full model (assets/stunet-shapes-fast/README.md).
+DEFAULT_MODEL = "full"
 DEFAULT_FPS = 8
 
 

@@ -39,6 +39,7 @@ class ClipRecord:
     released: bool = False              # the recording was dropped to bound memory (see Records)
     first_frame: np.ndarray | None = field(default=None, repr=False)   # h w 3 uint8 when image-to-video
     precision: dict = field(default_factory=dict)    # {"precision": name, "precision_reason": why} it ran in
+    model: str = "full"                 # the studio's model choice that made it ("full" / "fast")
 
     def release(self) -> None:
         self.recording = Recording(level_names=list(self.recording.level_names))
@@ -52,6 +53,7 @@ class ClipRecord:
         if self.first_frame is not None:
             d["first_frame"] = "uploaded image"
         d.update(self.precision)
+        d["model"] = self.model
         return d
 
 
@@ -84,17 +86,19 @@ class Records:
 class ExampleCache:
     """The examples' clips, made on their first run (not at start-up) and kept for the process."""
 
-    def __init__(self, examples: list[list] | None = None):
-        self.examples = examples or []           # [prompt, seed, steps, guidance, frames] rows
+    def __init__(self, examples: list[list] | None = None, sampler: str = L.DEFAULT_SAMPLER, model: str = "full"):
+        self.examples = examples or []           # [prompt, seed, steps, guidance, frames] rows, of the default model
+        self.sampler, self.model = sampler, model
         self._clips: dict[tuple, ClipRecord] = {}
         self._lock = threading.Lock()
 
-    def key(self, s: Settings, fps: int) -> tuple | None:
+    def key(self, s: Settings, fps: int, model: str = "full") -> tuple | None:
         """The cache key of a request that is one of the examples with default settings, else None."""
         for p, seed, steps, guidance, frames in self.examples:
-            if (s.prompt, s.seed, s.steps, s.guidance, s.frames, s.sampler, s.stride, fps) == \
-                    (p, seed, steps, float(guidance), frames, L.DEFAULT_SAMPLER, L.DEFAULT_STRIDE, L.DEFAULT_FPS):
-                return (s, fps)
+            if (s.prompt, s.seed, s.steps, s.guidance, s.frames, s.sampler, s.stride, fps, model) == \
+                    (p, seed, steps, float(guidance), frames, self.sampler, L.DEFAULT_STRIDE, L.DEFAULT_FPS,
+                     self.model):
+                return (s, fps, model)
         return None
 
     def get(self, key: tuple | None) -> ClipRecord | None:

@@ -32,6 +32,7 @@ from stunet.video import slug as _slug
 from . import figures as views
 from . import limits as L
 from .files import Outputs, upload_folder
+from .models import FULL, ModelChoice
 from .limits import LimitError
 from .sessions import LRU, ClipRecord, ExampleCache, Records
 
@@ -125,19 +126,28 @@ class InspectViews(_Outputs):
 
 class Studio:
     def __init__(self, pipeline: Pipeline | None = None, examples: list[list] | None = None, *,
-                 config=None, tokenizer=None, loader: Callable[[], Pipeline] | None = None):
+                 config=None, tokenizer=None, loader: Callable[[], Pipeline] | None = None,
+                 choices: list[ModelChoice] | None = None, loaders: dict[str, Callable[[], Pipeline]] | None = None):
         """``pipeline``, or ``config`` + ``tokenizer`` (read without the weights) and a ``loader``
-        that returns the pipeline (called on first use, from any thread; it may block)."""
+        that returns the pipeline (called on first use, from any thread; it may block).
+
+        That is the default model, ``choices[0]``; further ``choices`` (the fast or the full model,
+        ``demo.models``) load through ``loaders[key]`` on first use.
+        """
         if pipeline is None and (config is None or tokenizer is None or loader is None):
             raise ValueError("Studio needs a pipeline, or config, tokenizer and loader")
         self._pipe = pipeline
         self._loader = loader
+        self.choices = choices or [ModelChoice(FULL, None, pipeline.defaults)]
+        self._loaders = dict(loaders or {})
+        self._others: dict[str, Pipeline] = {}
+        self._others_lock = threading.Lock()
         self.cfg = pipeline.config if pipeline is not None else config
         self.tok = pipeline.tokenizer if pipeline is not None else tokenizer
         self.factor = self.cfg.temporal_factor
         self.window = self.cfg.frames
         self.files = Outputs()
-        self.examples = ExampleCache(examples)
+        self.examples = ExampleCache(examples, self.choices[0].defaults.sampler, self.choices[0].key)
         self.records = Records()
         self._features_cache = LRU(FEATURES_CACHE_SIZE)          # (clip id, step) -> (image, figure)
         self._initial_pyramid = None
@@ -154,6 +164,38 @@ class Studio:
     @pipe.setter
     def pipe(self, value) -> None:
         self._pipe = value
+
+    @property
+    def default_model(self) -> str:
+        return self.choices[0].key
+
+    def choice(self, key: str | None) -> ModelChoice:
+        """The model choice ``key`` (None: the default), checked."""
+        if key is None or key == "":
+            return self.choices[0]
+        for c in self.choices:
+            if c.key == key:
+                return c
+        raise LimitError(f"Model must be one of {', '.join(repr(c.key) for c in self.choices)}, got {str(key)[:40]!r}.")
+
+    def pipe_for(self, key: str | None) -> Pipeline:
+        """The pipeline of model ``key`` (loaded on first use)."""
+        c = self.choice(key)
+        if c is self.choices[0]:
+            return self.pipe
+        with self._others_lock:
+            if c.key not in self._others:
+                self._others[c.key] = self._loaders[c.key]()
+            return self._others[c.key]
+
+    def loaded(self, key: str | None) -> bool:
+        c = self.choice(key)
+        return self._pipe is not None if c is self.choices[0] else c.key in self._others
+
+    def model_defaults(self, key):
+        """Steps, guidance and sampler of model ``key``: the form follows the model picked."""
+        d = self.choice(key).defaults
+        return d.steps, d.guidance, d.sampler
 
     # ------------------------------------------------------------------ files (see demo.files)
     @property
@@ -284,10 +326,12 @@ class Studio:
             return ""
         s = rec.settings
         extra = ""
-        if s.sampler != L.DEFAULT_SAMPLER or s.stride != L.DEFAULT_STRIDE or rec.fps != L.DEFAULT_FPS:
+        if s.sampler != self.choices[0].defaults.sampler or s.stride != L.DEFAULT_STRIDE or rec.fps != L.DEFAULT_FPS:
             extra = f", sampler={s.sampler!r}, stride={s.stride}, fps={rec.fps}"
         if rec.first_frame is not None:
             extra += ", first_frame=handle_file(\"first.png\")"
+        if rec.model != self.default_model:
+            extra += f", model={rec.model!r}"
         why = ""
         if rec.precision:
             why = (f"\n\nComputed in **{md_escape(rec.precision['precision'])}**: "
@@ -302,24 +346,26 @@ class Studio:
         return (rec.mp4, rec.mp4, rec.gif, rec.settings_dict(), preview, self.status_md(rec, cached), rec)
 
     def generate(self, prompt, seed, steps, guidance, frames, sampler=L.DEFAULT_SAMPLER,
-                 stride=L.DEFAULT_STRIDE, fps=L.DEFAULT_FPS, first_frame=None, progress=gr.Progress()):
+                 stride=L.DEFAULT_STRIDE, fps=L.DEFAULT_FPS, first_frame=None, model=None, progress=gr.Progress()):
         """Generator: one preview per denoising step, then the clip, its files, settings and record.
 
         ``first_frame``: an uploaded image (image-to-video, Lumiere section 4): the clip starts from it.
+        ``model``: "fast" (the distilled few-step model) or "full" where both are offered; None: the default.
         The clip is stopped between steps once it runs, or is projected to run, past
         ``limits.job_deadline_s`` (a multiple of its steps at the pace of its first step).
         """
         s, fps = self.check_generate(prompt, seed, steps, guidance, frames, sampler, stride, fps)
+        choice = self.choice(model)
         first = self.check_first_frame(first_frame)
-        key = self.examples.key(s, fps) if first is None else None
+        key = self.examples.key(s, fps, choice.key) if first is None else None
         cached = self.examples.get(key)
         if cached is not None:
             yield self._final(cached, cached=True)
             return
         self._cleanup()
         skip = gr.skip()
-        progress(0, desc="Loading the model" if self._pipe is None else "Encoding the prompt")
-        pipe = self.pipe
+        progress(0, desc="Encoding the prompt" if self.loaded(choice.key) else "Loading the model")
+        pipe = self.pipe_for(choice.key)
         t0 = time.perf_counter()
         first_done = deadline = None
         inspector = Inspector(pipe.model, x0_steps=self._x0_steps(s),
@@ -360,7 +406,7 @@ class Studio:
         recording = inspector.recording
         rec = ClipRecord(s, fps, video, list(enc.words), list(enc.unknown), list(enc.truncated), recording,
                          recording.recorded_frames(min(s.frames, self.window)), str(mp4), str(gif), seconds,
-                         first_frame=first, precision=precision_of(pipe))
+                         first_frame=first, precision=precision_of(pipe), model=choice.key)
         if recording.dropped:
             log.warning("recording hit max_bytes: %d records dropped", recording.dropped)
         if key is not None:
@@ -379,7 +425,8 @@ class Studio:
         if rec is None:
             raise LimitError("Nothing to replay yet: generate a clip first.")
         s = rec.settings
-        return s.prompt, s.seed, s.steps, s.guidance, s.frames, s.sampler, s.stride, rec.fps, rec.first_frame
+        return (s.prompt, s.seed, s.steps, s.guidance, s.frames, s.sampler, s.stride, rec.fps, rec.first_frame,
+                rec.model)
 
     # ------------------------------------------------------------------ inspect helpers
     @staticmethod

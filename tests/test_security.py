@@ -235,7 +235,7 @@ def test_every_limit_is_checked_on_the_server_and_named(url, studio):
     """Raw API calls (no widget, no client-side check): each over-limit value gets a message naming the limit,
     before any model call."""
     for args, msg in LIMIT_CASES:
-        data = list(args) + ["dpm++", 1, 8][len(args) - 5:] + [None]     # all nine inputs; no first frame
+        data = list(args) + ["dpm++", 1, 8][len(args) - 5:] + [None, None]   # all ten inputs; no first frame, default model
         with slow_model(studio.pipe.model, 0) as calls:
             kind, err = raw_call(url, data)
         assert kind == "error" and msg in err, (args, kind, err)
@@ -303,11 +303,11 @@ def test_html_in_a_valid_prompt_is_escaped_in_the_status(client):
 
 @pytest.mark.integration
 def test_malformed_raw_calls_are_refused_without_internals(url, studio):
-    for body in ['{"data": ["a red circle", NaN, 1, 3.0, 8, "dpm++", 1, 8, null]}',
-                 '{"data": ["a red circle", 0, 1, Infinity, 8, "dpm++", 1, 8, null]}',
-                 '{"data": ["a red circle", 0, 1, 1e999, 8, "dpm++", 1, 8, null]}',
-                 '{"data": ["a red \\ud800 circle", 0, 1, 3.0, 8, "dpm++", 1, 8, null]}',
-                 '{"data": ["a red circle", {"a": [1, 2]}, [], "x", true, ["dpm++"], null, "8", null]}',
+    for body in ['{"data": ["a red circle", NaN, 1, 3.0, 8, "dpm++", 1, 8, null, null]}',
+                 '{"data": ["a red circle", 0, 1, Infinity, 8, "dpm++", 1, 8, null, null]}',
+                 '{"data": ["a red circle", 0, 1, 1e999, 8, "dpm++", 1, 8, null, null]}',
+                 '{"data": ["a red \\ud800 circle", 0, 1, 3.0, 8, "dpm++", 1, 8, null, null]}',
+                 '{"data": ["a red circle", {"a": [1, 2]}, [], "x", true, ["dpm++"], null, "8", null, null]}',
                  '{"data": []}', '{"data": "x"}', 'not json', '{"data": ["' + "a" * 100_000 + '"]}']:
         with slow_model(studio.pipe.model, 0) as calls:
             kind, err = raw_call(url, body)
@@ -368,7 +368,7 @@ def test_first_frame_must_be_an_upload_of_this_app(url, app):
         for value in ({"path": str(outside)}, {"path": "/etc/passwd"}, {"path": str(ckpt / "model.safetensors")},
                       {"path": f"{ckpt}/../../../etc/passwd"}, {"path": "http://127.0.0.1:1/x.png"},
                       {"path": str(outside), "meta": {"_type": "gradio.FileData"}}, "/etc/passwd", 5, ["x"]):
-            kind, err = raw_call(url, [PROMPT, 0, 1, 3.0, 8, "dpm++", 1, 8, value])
+            kind, err = raw_call(url, [PROMPT, 0, 1, 3.0, 8, "dpm++", 1, 8, value, None])
             assert kind == "error", value
             assert err is None or is_clear_message(err), (value, err)
             assert "root:" not in json.dumps(err)
@@ -613,7 +613,7 @@ SECRET = "STUNET_TEST_SECRET=do-not-serve-" + uuid.uuid4().hex
 @pytest.mark.integration
 def test_file_route_serves_own_outputs_and_refuses_everything_else(app, monkeypatch, tmp_path):
     d, url, ckpt = app
-    kind, out = raw_call(url, [PROMPT, 3, 1, 3.0, 8, "dpm++", 1, 8, None])
+    kind, out = raw_call(url, [PROMPT, 3, 1, 3.0, 8, "dpm++", 1, 8, None, None])
     assert kind == "complete"
     video_url = out[0]["video"]["url"] if "video" in out[0] else out[0]["url"]
     path = video_url.split("/gradio_api/file=", 1)[1]

@@ -1,0 +1,85 @@
+"""The checkpoints the studio offers: the full model and, where one is shipped, its distilled fast model.
+
+A choice is a checkpoint directory with its own sampling defaults (``sampling.json``: the fast
+model's N DDIM steps, the full model's 25 DPM-Solver++ steps). The page is built from the
+checkpoints' headers; the weights load in the background (``load``: one shared, thread-safe
+``Pipeline`` per directory).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from stunet.checkpoint import DEFAULT_MODEL, VOCAB_NAME, read_config, read_sampling
+from stunet.defaults import SamplingDefaults
+
+log = logging.getLogger("stunet.studio")
+
+FULL, FAST = "full", "fast"
+FAST_MODEL_ENV = "STUNET_FAST_MODEL"
+DEFAULT_FAST_MODEL = DEFAULT_MODEL.parent / "stunet-shapes-fast"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    key: str                            # what the API takes: "fast" or "full"
+    directory: Path | None              # None: a pipeline handed to the studio (tests, tools)
+    defaults: SamplingDefaults
+
+    @property
+    def label(self) -> str:
+        return f"{'Fast' if self.key == FAST else 'Full'} ({self.defaults.steps} steps)"
+
+
+def fast_model_dir() -> Path:
+    return Path(os.environ.get(FAST_MODEL_ENV, DEFAULT_FAST_MODEL))
+
+
+def _compatible(full: Path, fast: Path) -> str | None:
+    """Why the fast checkpoint cannot sit beside the full one in the same page, or None."""
+    a, b = read_config(full), read_config(fast)
+    if a.replace(guidance_embedding=False) != b.replace(guidance_embedding=False):
+        return "its architecture differs from the full model's beyond the guidance embedding"
+    if (full / VOCAB_NAME).read_text() != (fast / VOCAB_NAME).read_text():
+        return "its vocabulary differs from the full model's"
+    return None
+
+
+def available(full_dir: Path, fast_dir: Path | None = None, default: str = FULL) -> list[ModelChoice]:
+    """The choices, the default first: the full model, and the fast one when its checkpoint is there
+    and fits the same page (same architecture apart from the guidance input, same vocabulary)."""
+    choices = [ModelChoice(FULL, Path(full_dir), read_sampling(full_dir))]
+    fast_dir = fast_model_dir() if fast_dir is None else Path(fast_dir)
+    if (fast_dir / "config.json").is_file():
+        try:
+            why = _compatible(Path(full_dir), fast_dir)
+            if why is None:
+                choices.append(ModelChoice(FAST, fast_dir, read_sampling(fast_dir)))
+            else:
+                log.warning("fast model at %s not offered: %s", fast_dir, why)
+        except (OSError, ValueError) as e:
+            log.warning("fast model at %s not offered: %s", fast_dir, e)
+    choices.sort(key=lambda c: c.key != default)
+    return choices
+
+
+_PIPELINES: dict[Path, object] = {}
+_LOCK = threading.Lock()
+
+
+def load(directory: Path):
+    """The process's one Pipeline for ``directory`` (loaded on first use; ``$STUNET_PRECISION`` applies)."""
+    from stunet.pipeline import Pipeline
+    key = Path(directory).resolve()
+    with _LOCK:
+        if key not in _PIPELINES:
+            t0 = time.perf_counter()
+            pipe = Pipeline.from_pretrained(key)
+            _PIPELINES[key] = pipe
+            log.info("model %s loaded in %.1f s (precision %s: %s)", key.name, time.perf_counter() - t0,
+                     pipe.precision.name, pipe.precision.reason)
+        return _PIPELINES[key]
