@@ -5,7 +5,8 @@
     stunet space push DIR --repo OWNER/NAME [--private]   check, create the Space, upload the folder
 
 ``export`` writes ``app.py``, ``demo/``, ``stunet/`` (no ``__pycache__``), the shipped model's
-inference files from ``assets/stunet-shapes/`` (``SHIPPED_MODEL_FILES``: not ``train_state/``,
+inference files from ``assets/stunet-shapes/`` (``SHIPPED_MODEL_FILES``; and those of the distilled
+``assets/stunet-shapes-fast/``, ``FAST_MODEL_FILES``, where it exists: not ``train_state/``,
 which only resuming needs, nor ``train.log``, the training history, which stays in the source
 repository), a ``README.md`` with the Space's front matter (``sdk_version`` = the gradio pin of
 ``requirements.txt``), a ``requirements.txt`` that installs the CPU build of torch, and a
@@ -42,6 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = Path("assets") / "stunet-shapes"
 SHIPPED_MODEL_FILES = ("config.json", "model.safetensors", "vocab.json", "README.md", "eval.md",
                        "training.png", "eval_curve.jsonl")
+# The distilled few-step model (``stunet.distill``), exported beside it when the repository has it.
+FAST_MODEL = Path("assets") / "stunet-shapes-fast"
+FAST_MODEL_FILES = ("config.json", "model.safetensors", "vocab.json", "sampling.json", "README.md")
 CODE_DIRS = ("demo", "stunet")
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 LFS_EXTENSIONS = ("safetensors", "bin", "pt", "pth", "ckpt", "onnx", "npz", "npy", "png", "jpg", "jpeg",
@@ -251,7 +255,10 @@ def export(dest: str | Path, overwrite: bool = False, root: Path = ROOT) -> list
     gradio_version = pinned_version(req_lines, "gradio")
     if gradio_version is None:
         raise SpaceError("requirements.txt: no gradio==X pin to take the Space's sdk_version from")
-    missing = [str(SHIPPED_MODEL / f) for f in SHIPPED_MODEL_FILES if not (root / SHIPPED_MODEL / f).is_file()]
+    models = {SHIPPED_MODEL: SHIPPED_MODEL_FILES}
+    if (root / FAST_MODEL).is_dir():
+        models[FAST_MODEL] = FAST_MODEL_FILES
+    missing = [str(d / f) for d, names in models.items() for f in names if not (root / d / f).is_file()]
     missing += [p for p in ("app.py", *CODE_DIRS) if not (root / p).exists()]
     if missing:
         raise SpaceError(f"missing in {root}: {', '.join(missing)}")
@@ -261,9 +268,10 @@ def export(dest: str | Path, overwrite: bool = False, root: Path = ROOT) -> list
     shutil.copy2(root / "app.py", dest / "app.py")
     for name in CODE_DIRS:
         shutil.copytree(root / name, dest / name, ignore=_ignore_caches)
-    (dest / SHIPPED_MODEL).mkdir(parents=True)
-    for f in SHIPPED_MODEL_FILES:
-        shutil.copy2(root / SHIPPED_MODEL / f, dest / SHIPPED_MODEL / f)
+    for d, names in models.items():
+        (dest / d).mkdir(parents=True)
+        for f in names:
+            shutil.copy2(root / d / f, dest / d / f)
     (dest / "README.md").write_text(readme, encoding="utf-8")
     (dest / "requirements.txt").write_text(requirements)
     files = list_files(dest)
