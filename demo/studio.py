@@ -452,7 +452,8 @@ class Studio:
         t_layers = r.temporal_layers()
         x_layers = r.cross_layers()
         s = rec.settings
-        info = (f"Inspecting **{md_escape(s.prompt)}** · seed {s.seed} · {n} steps · {s.frames} frames. "
+        model = f" · {rec.model} model" if len(self.choices) > 1 else ""
+        info = (f"Inspecting **{md_escape(s.prompt)}** · seed {s.seed} · {n} steps{model} · {s.frames} frames. "
                 f"Feature maps were recorded at steps {', '.join(map(str, r.feature_steps()))}; "
                 f"attention at every step; x0-hat at {len(r.x0)} steps.")
         if r.dropped:

@@ -78,6 +78,9 @@ def test_generate_runs_on_the_model_asked_for_and_records_it(studio):
         assert len(fast_calls) == 3 and not full_calls               # one forward per step, no guided pair
         rec = outs[-1][-1]
         assert rec.model == "fast" and outs[-1][3]["model"] == "fast"
+        views = studio.render_all(rec)                              # Inspect works on the fast model's clip
+        assert views.step["maximum"] == 2 and views.step["value"] == 2
+        assert rec.recording.steps("features") and max(rec.recording.steps("features")) == 2
         outs = list(studio.generate(PROMPT, 1, 2, 3.0, 8, "dpm++", 1, 8, None, "full"))
         assert len(full_calls) == 2 and len(fast_calls) == 3
     rec = outs[-1][-1]
