@@ -23,7 +23,8 @@ def _inputs(model, tok, b=2, seed=0):
     return x, model.encode_text(ids)
 
 
-def test_student_at_init_is_the_teachers_conditional_branch(tiny_model, tiny_tokenizer):
+def test_student_at_init_is_the_teachers_conditional_branch(tiny_tokenizer):
+    tiny_model = make_tiny()            # its own copy: a Pipeline elsewhere may have made the shared one channels-last
     student = distill.student_from_teacher(tiny_model).eval()
     assert student.config.guidance_embedding and not tiny_model.config.guidance_embedding
     x, text = _inputs(tiny_model, tiny_tokenizer)

@@ -72,7 +72,7 @@ def test_serving_configuration_fits_two_cores(tiny_checkpoint):
         if fn.queue is False:
             name = getattr(fn.fn, "__name__", repr(fn.fn))
             assert name in {"prompt_html", "random_seed", "replay", "client_snippet", "pick", "<lambda>",
-                            "load_example"}, name
+                            "load_example", "model_defaults"}, name
             continue
         assert fn.concurrency_limit is not None and fn.concurrency_limit != "default", fn.api_name
         limits[fn.concurrency_id] = fn.concurrency_limit
