@@ -435,6 +435,14 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, OSError) as e:       # a bad teacher checkpoint, no trajectories, an unreadable shard
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def run(args) -> int:
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_num_threads(args.threads or (os.cpu_count() or 1))

@@ -196,3 +196,15 @@ def test_fast_checkpoint_defaults_and_strict_loading(tmp_path, tiny_tokenizer, t
     (d / "sampling.json").write_text('{"steps": 0}')
     with pytest.raises(CheckpointError, match="sampling.json"):
         read_sampling(d)
+
+
+def test_cli_refuses_bad_arguments_and_missing_inputs(tmp_path, capsys):
+    from stunet.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["distill", "--steps", "0"])
+    assert e.value.code == 2 and "--steps must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["distill", "--part", "3/2"])
+    assert "--part must be K/N" in capsys.readouterr().err
+    assert main(["distill", "--teacher", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    assert "checkpoint directory not found" in capsys.readouterr().err
