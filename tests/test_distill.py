@@ -208,3 +208,18 @@ def test_cli_refuses_bad_arguments_and_missing_inputs(tmp_path, capsys):
     assert "--part must be K/N" in capsys.readouterr().err
     assert main(["distill", "--teacher", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet"]) == 1
     assert "checkpoint directory not found" in capsys.readouterr().err
+
+
+def test_student_keeps_image_to_video_and_long_clips(tmp_path, tiny_tokenizer):
+    _, d = _student_checkpoint(tmp_path, tiny_tokenizer)
+    pipe = Pipeline.from_pretrained(d, precision="fp32")
+    rows = []
+    hook = pipe.model.register_forward_pre_hook(lambda m, a: rows.append(tuple(a[0].shape[:3])))
+    first = np.zeros((16, 16, 3), np.uint8)
+    first[4:9, 4:9] = (255, 0, 0)
+    try:
+        gen = pipe(Settings("a red square moving right", seed=2, frames=16), first_frame=first)
+    finally:
+        hook.remove()
+    assert gen.video.shape == (16, 16, 16, 3)
+    assert rows == [(3, 3, 8)] * 4          # 3 MultiDiffusion windows of 8 frames, one call per step, no uncond
