@@ -81,6 +81,15 @@ def check_clip(video, cfg, what: str = "clip") -> np.ndarray:
     return video
 
 
+def fit_frames(video: np.ndarray, cfg) -> np.ndarray:
+    """The longest prefix of ``video`` (t h w 3) whose length is a multiple of the temporal factor
+    (the U-Net halves time ``log2(factor)`` times); ValueError under one factor's worth of frames."""
+    f = cfg.temporal_factor
+    if video.shape[0] < f:
+        raise ValueError(f"the clip has {video.shape[0]} frames; the model needs at least {f}")
+    return video[: video.shape[0] - video.shape[0] % f]
+
+
 def check_image(image, cfg) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.shape != (cfg.height, cfg.width, 3):
         raise ValueError(f"the image must be a uint8 array ({cfg.height}, {cfg.width}, 3)")
