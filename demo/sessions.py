@@ -39,6 +39,7 @@ class ClipRecord:
     released: bool = False              # the recording was dropped to bound memory (see Records)
     first_frame: np.ndarray | None = field(default=None, repr=False)   # h w 3 uint8 when image-to-video
     precision: dict = field(default_factory=dict)    # {"precision": name, "precision_reason": why} it ran in
+    edit: dict | None = None            # an edit's record (stunet.editing.Edit.record): mode, strength, PSNR, ...
 
     def release(self) -> None:
         self.recording = Recording(level_names=list(self.recording.level_names))
@@ -52,6 +53,8 @@ class ClipRecord:
         if self.first_frame is not None:
             d["first_frame"] = "uploaded image"
         d.update(self.precision)
+        if self.edit:
+            d.update({k: v for k, v in self.edit.items() if k not in d or k in ("steps",)})
         return d
 
 

@@ -22,6 +22,7 @@ t h w 3 uint8 at the requested size (box filter).
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -203,9 +204,9 @@ def _load_npy(path, size, max_frames, max_pixels, max_side) -> np.ndarray:
 MASK_FORMATS = ("PNG", "GIF", "WEBP", "BMP")
 
 
-def read_mask(path: str | os.PathLike, size: tuple[int, int], *, max_bytes: int = 2 * 2**20,
+def read_mask(path: str | os.PathLike | bytes, size: tuple[int, int], *, max_bytes: int = 2 * 2**20,
               max_pixels: int = MAX_PIXELS, max_side: int = MAX_SIDE) -> np.ndarray:
-    """A mask image -> h w bool at ``size``, nearest neighbour; True = regenerate / may move.
+    """A mask image (a file, or its bytes) -> h w bool at ``size``, nearest neighbour; True = regenerate / may move.
 
     An image with transparency (some alpha < 255, as a drawn ``gr.ImageMask`` layer) is read by its
     alpha (alpha >= 128 = True); an opaque one by its brightness (white = True, luminance >= 128).
@@ -214,11 +215,14 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int], *, max_bytes: int 
     from PIL import Image, UnidentifiedImageError
 
     from .editing import resize_mask
-    path = Path(path)
-    try:
-        n = path.stat().st_size if path.is_file() else -1
-    except OSError:
-        n = -1
+    if isinstance(path, (bytes, bytearray)):
+        n, path = len(path), io.BytesIO(path)
+    else:
+        path = Path(path)
+        try:
+            n = path.stat().st_size if path.is_file() else -1
+        except OSError:
+            n = -1
     if n < 0:
         raise ValueError("not a mask image file")
     if n == 0 or n > max_bytes:
