@@ -5,7 +5,7 @@
   subprocess with a forced demuxer and file-only protocols);
 * the mask (inpainting) or region (cinemagraph) is drawn on the input, enlarged, in a
   ``gr.ImageMask``: the drawn layers' alpha is the mask, resized to the model's size with nearest
-  neighbour. API callers may send a mask PNG instead (white = regenerate / may move);
+  neighbour. API callers send a mask PNG as the layer (white or opaque = regenerate / may move);
 * the edit runs through ``stunet.editing`` with an ``Inspector``, so the Inspect tab shows the
   result's insides like a generated clip's (its record replaces the session's last clip).
 
@@ -15,8 +15,9 @@ API endpoints (``gradio_client``; ``source`` is "upload" or "last"):
     /cinemagraph     (source, upload, region, prompt, seed, steps, guidance, fps) -> input, result, settings, status
     /video_to_video  (source, upload, prompt, seed, steps, guidance, strength, fps) -> input, result, settings, status
 
-``upload``: ``handle_file("in.gif")``; ``mask`` / ``region``: ``handle_file("mask.png")`` or an
-ImageMask value ``{"background": ..., "layers": [handle_file("layer.png")], "composite": None}``.
+``upload``: ``handle_file("in.gif")``; ``mask`` / ``region``: an ImageMask value,
+``{"background": None, "layers": [handle_file("mask.png")], "composite": None}`` (Gradio validates it
+as one), the layer a PNG read by its alpha where it has transparency, else white = regenerate / may move.
 """
 from __future__ import annotations
 
