@@ -22,7 +22,9 @@ as one), the layer a PNG read by its alpha where it has transparency, else white
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,51 @@ INTRO = ("Lumiere's **applications** (section 4): the same network, given a mask
          "only the painted region of the first frame; **video-to-video** (SDEdit) noises the clip part-way "
          "and denoises it under a new prompt. Pixels you leave unpainted are kept exactly. "
          "Inspect shows the result's insides.")
+
+
+MAX_BLOB_IDS = 64           # drawn masks kept by the ImageMask until an edit reads them (oldest dropped)
+MAX_BLOB_LAYERS = 4
+
+
+class BoundedBlobs(OrderedDict):
+    """``ImageMask.blob_storage`` with at most ``limit`` entries: Gradio keeps every drawing sent to it until
+    an event reads it, so a client that only sends drawings would grow it without bound."""
+
+    def __init__(self, limit: int = MAX_BLOB_IDS):
+        super().__init__()
+        self.limit = limit
+        self._lock = threading.Lock()
+
+    def __setitem__(self, key, value):
+        with self._lock:
+            super().__setitem__(key, value)
+            self.move_to_end(key)
+            while len(self) > self.limit:
+                self.popitem(last=False)
+
+
+def harden_image_mask(mask) -> None:
+    """Bound what a ``gr.ImageMask`` accepts from its ``accept_blobs`` server function (the browser posts
+    each drawn layer there): one file of at most MAX_UPLOAD_BYTES, a layer index under MAX_BLOB_LAYERS
+    (Gradio extends a list up to any index it is sent), a known part, at most MAX_BLOB_IDS drawings kept."""
+    from gradio.components.base import server
+    original = mask.accept_blobs
+    mask.blob_storage = BoundedBlobs()
+
+    @server
+    def accept_blobs(data):
+        d = getattr(data, "data", None) or {}
+        files = getattr(data, "files", None) or []
+        kind, index = d.get("type"), d.get("index")
+        ok = (kind in ("layer", "background", "composite") and len(files) == 1
+              and len(files[0][1]) <= L.MAX_UPLOAD_BYTES and isinstance(d.get("id"), str) and len(d["id"]) <= 64)
+        if ok and kind == "layer":
+            ok = isinstance(index, (int, str)) and str(index).isdigit() and int(index) < MAX_BLOB_LAYERS
+        if not ok:
+            raise gr.Error("The drawn mask was refused.", print_exception=False)
+        return original(data)
+
+    mask.accept_blobs = accept_blobs
 
 
 def uploaded_path(value, what: str) -> Path:
@@ -332,7 +379,8 @@ def build_edit_tab(tab: EditTab, prompt_value: str = "") -> EditControls:
                                  f"{cfg.width}×{cfg.height}.", elem_id="edit-status")
             with gr.Accordion("Edit settings", open=False):
                 settings = gr.JSON(label="Settings", elem_id="edit-settings")
-    tab.mask_component = mask
+    harden_image_mask(mask)
+    tab.mask_component = mask          # never replaced per session (no gr.update of it), so its blobs are these
     return EditControls(source, upload, load_btn, mask, prompt, seed, steps, guidance, strength, fps, inpaint_btn,
                         cinemagraph_btn, v2v_btn, input_video, result_video, settings, status)
 

@@ -91,6 +91,7 @@ def test_cinemagraph_from_an_image_with_a_drawn_layer_and_inspect_works(tab, upd
 
 
 def test_browser_drawn_blobs_and_video_to_video_from_the_last_clip(tab, gif, updir):
+    _mask_png(updir / "mask.png")
     *_, rec = _final(tab.inpaint(None, "upload", gif, {"path": str(updir / "mask.png")}, "a red circle", 0, STEPS,
                                  3.0, 8))
     buf = io.BytesIO()
@@ -139,3 +140,59 @@ def test_load_puts_the_enlarged_input_under_the_brush(tab, gif):
     bg = np.asarray(Image.open(value["background"]))
     assert bg.shape[0] >= 128 and bg.shape[0] == bg.shape[1] and value["layers"] == []
     assert shown.endswith(".mp4") and "8 frames" in note
+
+
+def test_the_image_mask_blob_route_is_bounded():
+    """The ImageMask's accept_blobs server function: a huge layer index, a big file or many drawings are refused
+    or bounded (Gradio would extend a list to any index, and keep every drawing)."""
+    import gradio as gr
+    from gradio.components.image_editor import AcceptBlobs
+
+    from demo.editing import MAX_BLOB_IDS, harden_image_mask
+    with gr.Blocks():
+        mask = gr.ImageMask()
+    harden_image_mask(mask)
+    assert getattr(mask.accept_blobs, "_is_server_fn", False)
+
+    def send(index="0", size=10, id_="a", kind="layer"):
+        mask.accept_blobs(AcceptBlobs(data={"type": kind, "index": index, "id": id_, "file": b""},
+                                      files=[("blob", b"x" * size)]))
+
+    for bad in (dict(index="1000000000"), dict(index="-1"), dict(size=3 * 2**20), dict(kind="other")):
+        with pytest.raises(gr.Error):
+            send(**bad)
+    assert len(mask.blob_storage) == 0
+    send(index="1")
+    assert len(mask.blob_storage["a"].layers) == 2
+    for i in range(MAX_BLOB_IDS + 10):
+        send(id_=f"id{i}")
+    assert len(mask.blob_storage) == MAX_BLOB_IDS and "id0" not in mask.blob_storage
+
+
+def test_the_guard_bounds_component_server_bodies():
+    import asyncio
+
+    from demo.guard import RequestGuard
+    reached = []
+
+    async def inner(scope, receive, send):
+        reached.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    def status(headers):
+        sent = []
+
+        async def send(msg):
+            sent.append(msg)
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        scope = {"type": "http", "path": "/gradio_api/component_server/", "method": "POST", "headers": headers}
+        asyncio.run(RequestGuard(inner, max_upload_bytes=1000)(scope, receive, send))
+        return sent[0]["status"]
+
+    assert status([(b"content-length", b"1001")]) == 413
+    assert status([]) == 411
+    assert not reached
+    assert status([(b"content-length", b"1000")]) == 200
