@@ -13,7 +13,7 @@ Three checks, every figure from the analytic detectors of ``stunet.shapes.metric
   wider than its circumradius), a spinning prompt: the largest |difference| from the image outside
   the region over every frame (0 expected, exactly), and the motion the detector reads;
 * video-to-video: "a red circle moving left" edited to "a blue circle moving left" at strengths
-  0.2 ... 1.0: the colour the detector reads and the largest distance of the object's centroid from
+  0.05 ... 1.0: the colour the detector reads and the largest distance of the object's centroid from
   the input's true path.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ CINEMAGRAPH = [(ClipSpec("yellow", "square", "standing still"), 2, "a yellow squ
                (ClipSpec("white", "triangle", "standing still"), 3, "a white triangle spinning")]
 V2V_CLIP = (ClipSpec("red", "circle", "moving left"), 4)
 V2V_PROMPT = "a blue circle moving left"
-STRENGTHS = (0.2, 0.4, 0.6, 0.8, 1.0)
+STRENGTHS = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
 PATH_TOL_PX = 2.0
 
 

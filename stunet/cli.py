@@ -81,6 +81,12 @@ def cmd_edit(args) -> int:
     if args.region and not args.image:
         print("error: --region needs --image (cinemagraph)", file=sys.stderr)
         return 2
+    if args.mask and not args.video:
+        print("error: --mask needs --video (inpainting); a cinemagraph takes --image and --region", file=sys.stderr)
+        return 2
+    if args.strength is not None and not args.video:
+        print("error: --strength needs --video (video-to-video)", file=sys.stderr)
+        return 2
     if args.video and args.image:
         print("error: give --video (inpainting, video-to-video) or --image (cinemagraph), not both", file=sys.stderr)
         return 2

@@ -66,6 +66,7 @@ def test_video_to_video_from_gif(tmp_path, capsys, tiny_checkpoint):
     ([], 2, "--mask (inpainting) or --strength"),
     (["--mask", "m.png", "--strength", "0.5"], 2, "one of them"),
     (["--region", "m.png"], 2, "--region needs --image"),
+    (["--image", "m.png", "--mask", "m.png"], 2, "--mask needs --video"),
 ])
 def test_bad_edit_arguments(tmp_path, capsys, tiny_checkpoint, extra, code, msg):
     np.save(tmp_path / "in.npy", _clip())
@@ -73,7 +74,7 @@ def test_bad_edit_arguments(tmp_path, capsys, tiny_checkpoint, extra, code, msg)
     extra = [str(tmp_path / a) if a.endswith(".png") else a for a in extra]
     args = ["generate", "a red circle", "--model", str(tiny_checkpoint), "--steps", "1",
             "--video", str(tmp_path / "in.npy"), "--out", str(tmp_path / "o.npy"), *extra]
-    if "--region" in extra:
+    if "--region" in extra or "--image" in extra:
         args.remove("--video"), args.remove(str(tmp_path / "in.npy"))
     assert main(args) == code
     assert msg in capsys.readouterr().err
