@@ -103,11 +103,9 @@ class Pipeline:
     def iter_batch(self, prompts: Sequence[str], *, generator: torch.Generator, steps: int = STEPS,
                    guidance: float = GUIDANCE, sampler: str = SAMPLER, frames: int | None = None, stride: int = 1,
                    overlap: int | None = None, cond: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                   init: torch.Tensor | None = None, strength: float = 1.0,
+                   init: torch.Tensor | None = None, strength: float = 1.0,    # SDEdit: as sampling.iter_sample
                    inspector=None, callback: Callable[[StepOutput], None] | None = None) -> Iterator[StepOutput]:
-        """Denoising steps of one clip per prompt (b = len(prompts)); the last StepOutput's sample is the batch.
-
-        init (b c t h w in [-1, 1]) + strength in (0, 1]: SDEdit, as ``sampling.iter_sample``."""
+        """Denoising steps of one clip per prompt (b = len(prompts)); the last StepOutput's sample is the batch."""
         ids, _ = self.tokenizer.batch(list(prompts))
         text = self.model.encode_text(ids.to(self.device))
         uncond = None
