@@ -268,7 +268,9 @@ class EditTab:
 
     def _prepare(self, fn, *args, **kw) -> editing.EditRequest:
         try:
-            return fn(self.studio.pipe, *args, sampler=L.DEFAULT_SAMPLER, **kw)
+            pipe = self.studio.pipe          # the model's own solver where it names one (a distilled model's)
+            sampler = getattr(getattr(pipe, "defaults", None), "sampler", None) or L.DEFAULT_SAMPLER
+            return fn(pipe, *args, sampler=sampler, **kw)
         except ValueError as e:
             msg = str(e)
             raise LimitError(f"{msg[:1].upper()}{msg[1:]}.") from None
