@@ -18,6 +18,7 @@ plotting and diffusers imports are warmed there too. Public API endpoints (``gra
     /word_attention      (step, layer, average) -> image, plot
     /xt_slice            (row, step) -> x-t image, x0-hat filmstrip
     /export_npz          () -> .npz file
+    /inpaint, /cinemagraph, /video_to_video   the Edit tab (see demo/editing.py)
 
 The inspect endpoints read the caller's last clip (session state), so call /generate first
 with the same ``Client``.
@@ -37,6 +38,7 @@ from . import limits as L
 from . import models
 from .about import TEXT as ABOUT_TEXT
 from .about import about_html
+from .editing import EditTab, build_edit_tab, wire_edit_tab
 from .errors import guarded
 from .figures import layer_label
 from .guard import guard_middleware
@@ -253,6 +255,11 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                             replay_btn = gr.Button("Put these settings back in the form", size="sm")
                             snippet = gr.Markdown()
 
+            # ================================================================ Edit (demo/editing.py)
+            with gr.Tab("Edit", id="edit", elem_id="edit-tab"):
+                edit_tab = EditTab(studio)
+                edit_controls = build_edit_tab(edit_tab, first_prompt)
+
             # ================================================================ Inspect
             with gr.Tab("Inspect", id="inspect", elem_id="inspect-tab"):
                 inspect_info = gr.Markdown("No clip yet: **generate one** in the Generate tab, then everything "
@@ -394,6 +401,8 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
             event.success(studio.client_snippet, record, snippet, queue=False, api_visibility="private",
                           preprocess=False).then(
                 render_all, record, all_out, api_visibility="private", **inspect_common)
+        wire_edit_tab(edit_tab, edit_controls, record, concurrency_limit=generate_concurrency,
+                      then=lambda e: e.success(render_all, record, all_out, api_visibility="private", **inspect_common))
         demo.load(guarded(studio.initial_pyramid), None, pyramid_plot, api_visibility="private",
                   **inspect_common)
 
@@ -422,6 +431,7 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
 
     demo.queue(max_size=queue_max_size, default_concurrency_limit=L.INSPECT_CONCURRENCY)
     demo.studio = studio          # for tests and tools
+    demo.edit_tab = edit_tab
     studio.attach(demo, janitor=janitor)
     if warm or pipeline is None:
         threading.Thread(target=_background, args=(demo, pipeline is None), name="stunet-background-load",

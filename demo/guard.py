@@ -6,7 +6,9 @@
 * ``/gradio_api/upload``: Gradio accepts up to 1000 files per request, each up to
   ``max_file_size``, so one request could write gigabytes. Here the whole request body is
   bounded (``MAX_UPLOAD_REQUEST_BYTES``: one image plus the multipart overhead); a body
-  without a ``Content-Length`` (chunked) is refused (411), a larger one gets 413.
+  without a ``Content-Length`` (chunked) is refused (411), a larger one gets 413. The same
+  holds for ``/gradio_api/component_server``, where the Edit tab's ``gr.ImageMask`` receives
+  its drawn layers (Gradio's multipart parser there also takes up to 1000 files).
 
 Installed with ``launch(app_kwargs={"middleware": [guard_middleware()]})`` (``launch_options``).
 """
@@ -51,7 +53,7 @@ class RequestGuard:
         target = _file_target(path)
         if target is not None and ("://" in target or target.lower().startswith(("http:", "https:", "//"))):
             return await _reply(send, 403, "File not allowed.")
-        if scope.get("method") == "POST" and path.rstrip("/").endswith("/upload"):
+        if scope.get("method") == "POST" and path.rstrip("/").endswith(("/upload", "/component_server")):
             length = None
             for k, v in scope.get("headers", []):
                 if k.lower() == b"content-length":

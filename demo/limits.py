@@ -33,6 +33,15 @@ MAX_IMAGE_SIDE = 4096            # width and height, read from the header before
 MAX_IMAGE_PIXELS = 2048 * 2048   # width x height, likewise
 from stunet.video import IMAGE_FORMATS  # noqa: E402,F401  (Pillow decoders tried; nothing else is opened)
 
+# --------------------------------------------------------------------------- edits (inpainting, cinemagraph, video-to-video)
+VIDEO_KINDS = ("GIF", "MP4 (H.264)")   # uploaded clips: by magic bytes; the same upload size limit as images
+MAX_VIDEO_SIDE = 1024            # an uploaded clip's frames, from the header, before any frame is decoded
+MAX_VIDEO_PIXELS = 1024 * 1024
+DECODE_TIMEOUT_S = 20            # wall time to decode one upload (GIF: Pillow, checked per frame; MP4: ffmpeg subprocess)
+MIN_STRENGTH, MAX_STRENGTH = 0.05, 1.0
+DEFAULT_STRENGTH = 0.6
+EDIT_CANVAS_SIDE = 256           # the frame the mask is drawn on, enlarged (nearest neighbour)
+
 # --------------------------------------------------------------------------- serving
 QUEUE_MAX_SIZE = 8               # waiting requests; beyond it the server answers "busy"
 GENERATE_CONCURRENCY = 1         # one sampling run at a time (2 vCPU: torch uses both)
@@ -174,6 +183,11 @@ def limits_table(factor: int = 4, window: int = 32, strides=(1, 2, 4)) -> list[t
         ("fps", f"{MIN_FPS} to {MAX_FPS}"),
         ("first frame (optional)", f"{', '.join(IMAGE_FORMATS)} image up to {MAX_UPLOAD_BYTES // 2**20} MB, "
                                    f"{MAX_IMAGE_SIDE} px a side and {MAX_IMAGE_PIXELS / 1e6:.1f} Mpx"),
+        ("edit input (optional)", f"the last clip, or an uploaded {' or '.join(VIDEO_KINDS)} up to "
+                                  f"{MAX_UPLOAD_BYTES // 2**20} MB, {MAX_WINDOWS * window} frames, {MAX_VIDEO_SIDE} px a "
+                                  f"side, decoded in {DECODE_TIMEOUT_S} s (or an image, for a cinemagraph)"),
+        ("edit mask / region", "drawn (alpha) or an image (white); at least one pixel"),
+        ("edit strength", f"{MIN_STRENGTH:g} to {MAX_STRENGTH:g} (video-to-video)"),
         ("job time", f"stopped past {JOB_DEADLINE_MARGIN:g}x its steps at its first step's pace "
                      f"(at least {JOB_DEADLINE_FLOOR_S} s)"),
         ("queue", f"{QUEUE_MAX_SIZE} waiting, {GENERATE_CONCURRENCY} sampling at a time"),

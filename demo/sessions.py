@@ -36,6 +36,7 @@ class ClipRecord:
     gif: str
     seconds: float
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    edit: dict | None = None            # an edit's record (stunet.editing.Edit.record): mode, strength, PSNR, ...
     released: bool = False              # the recording was dropped to bound memory (see Records)
     first_frame: np.ndarray | None = field(default=None, repr=False)   # h w 3 uint8 when image-to-video
     precision: dict = field(default_factory=dict)    # {"precision": name, "precision_reason": why} it ran in
@@ -50,6 +51,8 @@ class ClipRecord:
         d = self.settings.to_dict()
         d.pop("overlap", None)
         d["fps"] = self.fps
+        if self.edit:                   # an edit: its mode, strength, PSNR; the steps asked for (steps_run: done)
+            d.update({k: v for k, v in self.edit.items() if k not in d or k == "steps"})
         if self.first_frame is not None:
             d["first_frame"] = "uploaded image"
         d.update(self.precision)

@@ -4,6 +4,9 @@
     stunet info --model DIR [--json]
     stunet generate "a red circle moving left" --seed 0 --out clip.mp4
     stunet generate --prompts prompts.txt --out-dir clips/ --format gif
+    stunet generate "a red circle" --video in.gif --mask mask.png --out out.mp4     inpainting
+    stunet generate "a red square spinning" --image still.png --region r.png       cinemagraph
+    stunet generate "a blue circle moving left" --video in.mp4 --strength 0.6      video-to-video
     stunet train --preset shapes --out runs/shapes      (see stunet.train)
     stunet distill --out runs/fast --steps 8            few-step student (see stunet.distill)
     stunet eval [--model DIR]                           (see stunet.shapes.evaluate)
@@ -49,9 +52,88 @@ def cmd_info(args) -> int:
     return 0
 
 
+def load_mask_file(path: str, size: tuple[int, int]):
+    """A mask from .npy (bool or 0/1, (h w) or (t h w)) or an image (white / opaque = True), resized to
+    ``size`` with nearest neighbour (``video_decode.read_mask``)."""
+    import numpy as np
+    from .editing import resize_mask
+    from .video_decode import read_mask
+    if Path(path).suffix.lower() != ".npy":
+        return read_mask(path, size)
+    m = np.load(path, allow_pickle=False)
+    if m.dtype != bool:
+        if m.dtype.kind not in "iu" or not np.isin(m, (0, 1)).all():
+            raise ValueError("a .npy mask must be boolean or 0/1")
+        m = m.astype(bool)
+    if m.ndim not in (2, 3):
+        raise ValueError(f"a .npy mask must be (h, w) or (t, h, w), got {m.shape}")
+    return resize_mask(m, size)
+
+
+def cmd_edit(args) -> int:
+    """``generate --video/--image --mask/--region/--strength``: the editing applications (stunet.editing)."""
+    from . import editing
+    from .pipeline import Pipeline
+    from .video import read_image, write_video
+    from .video_decode import decode_video
+    if args.prompts or not args.prompt:
+        print("error: an edit takes one PROMPT (not --prompts)", file=sys.stderr)
+        return 2
+    if args.region and not args.image:
+        print("error: --region needs --image (cinemagraph)", file=sys.stderr)
+        return 2
+    if args.mask and not args.video:
+        print("error: --mask needs --video (inpainting); a cinemagraph takes --image and --region", file=sys.stderr)
+        return 2
+    if args.strength is not None and not args.video:
+        print("error: --strength needs --video (video-to-video)", file=sys.stderr)
+        return 2
+    if args.video and args.image:
+        print("error: give --video (inpainting, video-to-video) or --image (cinemagraph), not both", file=sys.stderr)
+        return 2
+    if args.video and (args.mask is None) == (args.strength is None):
+        print("error: --video needs --mask (inpainting) or --strength (video-to-video), one of them", file=sys.stderr)
+        return 2
+    if args.strength is not None:
+        editing.check_strength(args.strength)
+    out = Path(args.out)
+    fmt = args.format or out.suffix.lstrip(".").lower()
+    if fmt not in ("mp4", "gif", "npy"):
+        print("error: --out must end in .mp4, .gif or .npy (or pass --format)", file=sys.stderr)
+        return 2
+    pipe = Pipeline.from_pretrained(args.model, precision=args.precision)
+    print(f"precision: {pipe.precision.name} ({pipe.precision.reason})", file=sys.stderr)
+    cfg = pipe.config
+    size = (cfg.height, cfg.width)
+    kw = dict(seed=args.seed, steps=args.steps, guidance=args.guidance, sampler=args.sampler, stride=args.stride)
+    if args.image:
+        image = read_image(args.image, size)
+        req = editing.prepare_cinemagraph(pipe, image, load_mask_file(args.region, size), args.prompt,
+                                          frames=args.frames, **kw)
+    else:
+        video = editing.fit_frames(decode_video(args.video, size, allow_npy=True), cfg)
+        if args.mask is not None:
+            mask = load_mask_file(args.mask, size)
+            if mask.ndim == 3:
+                mask = mask[: len(video)]
+            req = editing.prepare_inpaint(pipe, video, mask, args.prompt, **kw)
+        else:
+            req = editing.prepare_video_to_video(pipe, video, args.prompt, args.strength, **kw)
+    e = req.run(pipe)
+    write_video(out, e.video, fmt=fmt, scale=args.scale)
+    rec = e.record()
+    print(f"{e.mode}: {len(e.video)} frames, {rec['steps_run']} steps"
+          + (f", PSNR of the given pixels before the paste {rec['psnr_given_before_paste_db']} dB"
+             if e.given is not None else f", strength {args.strength:g}"), file=sys.stderr)
+    print(out)
+    return 0
+
+
 def cmd_generate(args) -> int:
     from .pipeline import Pipeline, Settings
     from .video import FORMATS, read_image, slug, write_video
+    if args.video or args.region or args.mask or args.strength is not None:
+        return cmd_edit(args)
     if bool(args.prompt) == bool(args.prompts):
         print("error: give a PROMPT or --prompts FILE (not both)", file=sys.stderr)
         return 2
@@ -196,7 +278,13 @@ def main(argv=None) -> int:
     g.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="compute precision (default: $STUNET_PRECISION, else auto: bf16 only where measured faster)")
     g.add_argument("--stride", type=int, default=1, help="frame stride (frame-rate conditioning)")
-    g.add_argument("--image", help="first frame (PNG/JPEG): image-to-video")
+    g.add_argument("--image", help="first frame (PNG/JPEG): image-to-video; with --region: a cinemagraph")
+    g.add_argument("--video", help="input clip (.npy, .gif, .mp4): with --mask inpainting, with --strength "
+                                   "video-to-video (SDEdit)")
+    g.add_argument("--mask", help="inpainting mask (.npy, or PNG: white = regenerate), resized to the model's size "
+                                  "with nearest neighbour")
+    g.add_argument("--region", help="cinemagraph region (.npy, or PNG: white = may move), with --image")
+    g.add_argument("--strength", type=float, help="video-to-video: how much of the schedule to redo, in (0, 1]")
     g.add_argument("--model", help="checkpoint directory (default: the shipped model)")
     g.add_argument("--scale", type=int, default=8, help="nearest-neighbour upscaling of mp4/gif")
     a = sub.add_parser("average", help="average the weights of checkpoints of one run (checkpoint averaging)")

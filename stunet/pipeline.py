@@ -123,6 +123,7 @@ class Pipeline:
     def iter_batch(self, prompts: Sequence[str], *, generator: torch.Generator, steps: int | None = None,
                    guidance: float | None = None, sampler: str | None = None, frames: int | None = None, stride: int = 1,
                    overlap: int | None = None, cond: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                   init: torch.Tensor | None = None, strength: float = 1.0,    # SDEdit: as sampling.iter_sample
                    inspector=None, callback: Callable[[StepOutput], None] | None = None) -> Iterator[StepOutput]:
         """Denoising steps of one clip per prompt (b = len(prompts)); the last StepOutput's sample is the batch.
         steps / guidance / sampler None: the model's defaults."""
@@ -136,8 +137,8 @@ class Pipeline:
             uncond = self.model.encode_text(self._uncond_ids.to(self.device).expand(len(prompts), -1))
         yield from iter_sample(self.model, text, uncond, generator=generator, steps=steps, guidance=guidance,
                                sampler=sampler, frames=frames or self.config.frames, stride=stride, cond=cond,
-                               mask=mask, overlap=overlap, precision=self.precision, inspector=inspector,
-                               callback=callback)
+                               mask=mask, init=init, strength=strength, overlap=overlap, precision=self.precision,
+                               inspector=inspector, callback=callback)
 
     def sample_batch(self, prompts: Sequence[str], *, generator: torch.Generator, **kw) -> np.ndarray:
         """One clip per prompt: (b, t, h, w, 3) uint8. Keyword arguments as ``iter_batch``."""

@@ -104,3 +104,37 @@ def test_generate_play_and_inspect(page):
                              " && i.naturalWidth > 0; }", arg=sel)
     pg.screenshot(path=str(ARTIFACTS / "studio-inspect.png"), full_page=True)
     print(f"Generate -> playing {playing:.2f} s (tiny model); step change -> heat map {changed:.2f} s")
+
+
+def test_edit_inpaint_end_to_end(page):
+    """Edit tab: take the last clip, paint a mask on the enlarged frame, inpaint, see the result play,
+    and the Inspect tab show it (runs after the Generate test, which made the session's clip)."""
+    pg = page
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.click("button[role=tab]:has-text('Edit')")
+    pg.click("#edit-load")
+    pg.wait_for_function("() => (document.querySelector('#edit-status') || {}).innerText?.includes('Input: ')")
+    canvas = pg.locator("#edit-mask canvas").first
+    canvas.wait_for()
+    pg.wait_for_timeout(500)
+    box = canvas.bounding_box()
+    assert box and box["width"] > 50
+    x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
+    pg.mouse.move(x0, y0)
+    pg.mouse.down()
+    for i in range(1, 11):                                       # a stroke across the middle of the frame
+        pg.mouse.move(x0 + box["width"] * 0.04 * i, y0 + box["height"] * 0.03 * i)
+    pg.mouse.up()
+    pg.fill("#edit-prompt textarea", "a blue square moving left")
+    t0 = time.perf_counter()
+    pg.click("#edit-inpaint")
+    pg.wait_for_function("""() => { const v = document.querySelector('#edit-result video');
+        return v && !v.paused && v.currentTime > 0; }""", polling=50)
+    done = time.perf_counter() - t0
+    status = pg.inner_text("#edit-status")
+    assert "Done" in status and "regenerated" in status, status
+    pg.screenshot(path=str(ARTIFACTS / "studio-edit.png"), full_page=True)
+    pg.click("button[role=tab]:has-text('Inspect')")
+    pg.wait_for_function("() => (document.querySelector('#inspect-info') || {}).innerText?.includes("
+                         "'a blue square moving left')")
+    print(f"Inpaint -> playing {done:.2f} s (tiny model)")
