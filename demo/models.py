@@ -60,7 +60,7 @@ def available(full_dir: Path, fast_dir: Path | None = None, default: str = FULL)
             if why is None:
                 choices.append(ModelChoice(FAST, fast_dir, read_sampling(fast_dir)))
             else:
-                log.warning("fast model at %s not offered: %s", fast_dir, why)
+                log.info("fast model at %s not offered: %s", fast_dir, why)
         except (OSError, ValueError) as e:
             log.warning("fast model at %s not offered: %s", fast_dir, e)
     choices.sort(key=lambda c: c.key != default)

@@ -25,7 +25,6 @@ def app(tiny_checkpoint):
     """The module-level ``demo`` (built lazily on the shared pipeline), launched on a free port."""
     with model_env(tiny_checkpoint):
         import demo.app as m
-        m._PIPELINE = None                      # load from STUNET_MODEL, whatever ran before
         m.__dict__.pop("demo", None)
         d = m.demo
         _, url, _ = d.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
@@ -33,7 +32,6 @@ def app(tiny_checkpoint):
         yield d, url
         d.close()
         m.__dict__.pop("demo", None)
-        m._PIPELINE = None
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +70,7 @@ def test_generate_returns_playable_h264_with_asked_frames(generated):
     assert decode(gif).shape[0] == 12
     precision = {k: settings.pop(k) for k in ("precision", "precision_reason")}       # what it computed in, and why
     assert settings == {"prompt": PROMPT, "seed": 7, "steps": 3, "guidance": 3.0, "frames": 12,
-                        "sampler": "dpm++", "stride": 1, "fps": 8}
+                        "sampler": "dpm++", "stride": 1, "fps": 8, "model": "full"}
     assert precision["precision"] in ("fp32", "bf16") and precision["precision_reason"]
     assert "seed 7" in status and Path(preview).is_file()
 
@@ -217,7 +215,7 @@ def test_building_the_page_imports_no_plotting_or_diffusers(tiny_checkpoint):
             "m.SERVER_WAIT_S = 3600\n"                       # keep the background load waiting for a server
             "d = m.demo\n"
             "heavy = sorted(k for k in ('diffusers', 'plotly', 'matplotlib') if k in sys.modules)\n"
-            "print('HEAVY', heavy, 'LOADED', m._PIPELINE is not None, 'STUDIO', type(d.studio).__name__)\n")
+            "print('HEAVY', heavy, 'LOADED', bool(m.models._PIPELINES), 'STUDIO', type(d.studio).__name__)\n")
     env = dict(os.environ, STUNET_MODEL=str(tiny_checkpoint), GRADIO_ANALYTICS_ENABLED="False")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
