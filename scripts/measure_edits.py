@@ -134,7 +134,7 @@ def check_v2v(pipe, seeds, steps, strengths=STRENGTHS) -> tuple[list[str], dict]
             errs.append(centroid_error(e.video, clip.x, clip.y))
             ps.append(editing.psnr(e.video, clip.video))
         n = len(seeds)
-        rows.append(f"| {s:.1f} | {run} | {', '.join(colours)} | {colours.count('blue')}/{n} | "
+        rows.append(f"| {s:g} | {run} | {', '.join(colours)} | {colours.count('blue')}/{n} | "
                     f"{', '.join(_f(x, 1) for x in errs)} | {sum(x <= PATH_TOL_PX for x in errs)}/{n} | "
                     f"{np.mean([p for p in ps if math.isfinite(p)]):.1f} |")
     return rows, {}
