@@ -26,7 +26,6 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -40,7 +39,7 @@ from stunet.video_decode import decode_video, read_mask, sniff
 
 from . import limits as L
 from .errors import guarded
-from .files import upload_folder
+from .files import uploaded_path
 from .limits import LimitError
 from .sessions import ClipRecord
 from .studio import Studio, md_escape, precision_of, slug
@@ -103,24 +102,6 @@ def harden_image_mask(mask) -> None:
         return original(data)
 
     mask.accept_blobs = accept_blobs
-
-
-def uploaded_path(value, what: str) -> Path:
-    """A FileData dict (the handler runs with ``preprocess=False``) -> its path, which must lie in Gradio's
-    upload folder (an API caller could name any file)."""
-    if not isinstance(value, dict) or not isinstance(value.get("path"), str) or not value["path"]:
-        raise LimitError(f"The {what} must be a file uploaded to this app.")
-    root = upload_folder()
-    try:
-        path = Path(value["path"]).resolve()
-        inside = path.is_relative_to(root) and path != root and path.is_file()
-    except (OSError, ValueError):
-        inside = False
-    if not inside:
-        raise LimitError(f"The {what} must be a file uploaded to this app.")
-    if path.stat().st_size > L.MAX_UPLOAD_BYTES:
-        raise LimitError(f"The {what} is over the {L.MAX_UPLOAD_BYTES // 2**20} MB limit.")
-    return path
 
 
 @dataclass

@@ -20,6 +20,7 @@ import weakref
 from pathlib import Path
 
 from . import limits as L
+from .limits import LimitError
 
 log = logging.getLogger("stunet.studio")
 
@@ -28,6 +29,24 @@ def upload_folder() -> Path:
     """Where Gradio keeps uploaded files (the only place a first-frame path may point to)."""
     from gradio.utils import get_upload_folder
     return Path(get_upload_folder()).resolve()
+
+
+def uploaded_path(value, what: str) -> Path:
+    """A FileData dict (the handler runs with ``preprocess=False``) -> its path, which must lie in Gradio's
+    upload folder (an API caller could name any file)."""
+    if not isinstance(value, dict) or not isinstance(value.get("path"), str) or not value["path"]:
+        raise LimitError(f"The {what} must be a file uploaded to this app.")
+    root = upload_folder()
+    try:
+        path = Path(value["path"]).resolve()
+        inside = path.is_relative_to(root) and path != root and path.is_file()
+    except (OSError, ValueError):
+        inside = False
+    if not inside:
+        raise LimitError(f"The {what} must be a file uploaded to this app.")
+    if path.stat().st_size > L.MAX_UPLOAD_BYTES:
+        raise LimitError(f"The {what} is over the {L.MAX_UPLOAD_BYTES // 2**20} MB limit.")
+    return path
 
 
 def prune_files(blocks, max_bytes: int, max_files: int) -> int:

@@ -31,7 +31,7 @@ from stunet.video import slug as _slug
 
 from . import figures as views
 from . import limits as L
-from .files import Outputs, upload_folder
+from .files import Outputs, uploaded_path
 from .models import FULL, ModelChoice
 from .limits import LimitError
 from .sessions import LRU, ClipRecord, ExampleCache, Records
@@ -225,18 +225,7 @@ class Studio:
         """
         if value is None or value == "":
             return None
-        if not isinstance(value, dict) or not isinstance(value.get("path"), str) or not value["path"]:
-            raise LimitError("The first frame must be an uploaded image file.")
-        root = upload_folder()
-        try:
-            path = Path(value["path"]).resolve()
-            inside = path.is_relative_to(root) and path != root and path.is_file()
-        except (OSError, ValueError):
-            inside = False
-        if not inside:
-            raise LimitError("The first frame must be an image uploaded to this app.")
-        if path.stat().st_size > L.MAX_UPLOAD_BYTES:
-            raise LimitError(f"The first-frame image is over the {L.MAX_UPLOAD_BYTES // 2**20} MB limit.")
+        path = uploaded_path(value, "first-frame image")
         try:
             return read_image(path, (self.cfg.height, self.cfg.width), max_bytes=L.MAX_UPLOAD_BYTES,
                               max_pixels=L.MAX_IMAGE_PIXELS, max_side=L.MAX_IMAGE_SIDE, formats=L.IMAGE_FORMATS)

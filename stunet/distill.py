@@ -52,7 +52,7 @@ from .diffusion import alphas_cumprod, expand, make_scheduler
 from .model import STUNet
 from .precision import Precision
 from .precision import resolve as resolve_precision
-from .shapes.data import tokenizer_for, video_batch
+from .shapes.data import video_batch
 from .text import Tokenizer, TextEncoding
 
 # conditioning tasks of the stored trajectories (as train.TASKS): text-to-video, first frame, a region
@@ -308,7 +308,7 @@ def validation_loss(student: STUNet, ac, timesteps, rows: TrajectoryRows, autoca
 def train_student(teacher: STUNet, tok: Tokenizer, traj_dir: Path, out: Path, args, precision: Precision,
                   deadline: float, log) -> STUNet:
     """Phase 2: fit the student to the stored trajectories (resumable from OUT/train_state)."""
-    from .train import _unflatten_optimizer, ema_update, save_state
+    from .train import _unflatten_optimizer, ema_update, learning_rate, save_state
     device = torch.device(args.device)
     rows, held = TrajectoryRows(traj_dir), TrajectoryRows(traj_dir, holdout=True)
     if not rows.trajectories:
@@ -345,10 +345,8 @@ def train_student(teacher: STUNet, tok: Tokenizer, traj_dir: Path, out: Path, ar
         save_state(state_dir, "student", step, student, opt, {"args": vars(args)})
 
     while step < args.iters and time.time() < deadline:
-        warm = min(1.0, (step + 1) / args.warmup)
-        decay = 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(args.iters, 1))))
         for g in opt.param_groups:
-            g["lr"] = args.lr * warm * (0.1 + 0.9 * decay)
+            g["lr"] = learning_rate(args.lr, step, args.iters, args.warmup)
         if step % 100 == 0:
             rows.refresh()
         loss = distill_loss(student, ac, timesteps, rows.sample(rng, args.batch), autocast)

@@ -202,6 +202,13 @@ def add_new_parameters(model: STUNet, state: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- loop
+def learning_rate(base: float, step: int, total: int, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then a cosine from ``base`` down to a tenth of it at ``total``."""
+    warm = min(1.0, (step + 1) / warmup)
+    decay = 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(total, 1))))
+    return base * warm * (0.1 + 0.9 * decay)
+
+
 def ema_update(ema: STUNet, model: STUNet, step: int, decay: float):
     d = min(decay, (1 + step) / (10 + step))
     with torch.no_grad():
@@ -241,10 +248,8 @@ def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_
     step = start_step
     stream = batches(batch_fn, rng, tok, cfg, bs, args.workers)
     while step < total and time.time() < deadline:
-        warm = min(1.0, (step + 1) / args.warmup)
-        decay = 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(total, 1))))
         for g in opt.param_groups:
-            g["lr"] = lr * warm * (0.1 + 0.9 * decay)
+            g["lr"] = learning_rate(lr, step, total, args.warmup)
         b = next(stream)
         with autocast:
             loss = loss_fn(net, cfg, ac, b, rng, gen, task_probs, high_noise)

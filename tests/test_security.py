@@ -346,8 +346,8 @@ def test_bad_uploads_get_clear_errors_fast_and_the_server_keeps_serving(client, 
 @pytest.mark.integration
 def test_first_frame_conditions_the_clip(studio, tmp_path, monkeypatch):
     """The upload really is the first frame (image-to-video), read at the model's size."""
-    import demo.studio as S
-    monkeypatch.setattr(S, "upload_folder", lambda: tmp_path.resolve())
+    import demo.files as F
+    monkeypatch.setattr(F, "upload_folder", lambda: tmp_path.resolve())
     img = np.zeros((64, 64, 3), np.uint8)
     img[:, :32] = 255
     from PIL import Image
