@@ -10,6 +10,7 @@
     stunet train --preset shapes --out runs/shapes      (see stunet.train)
     stunet distill --out runs/fast --steps 8            few-step student (see stunet.distill)
     stunet eval [--model DIR]                           (see stunet.shapes.evaluate)
+    stunet compare --stunet DIR --cascade DIR --out DIR  STUNet vs keyframe cascade (stunet.shapes.compare)
     stunet average RUN_A RUN_B --out DIR [--weights 1,1]   checkpoint averaging
     stunet bench                                        (a source checkout's benchmarks/)
     stunet space export|check|push DIR                  Hugging Face Space (see stunet.space)
@@ -248,6 +249,9 @@ def main(argv=None) -> int:
     if argv and argv[0] == "eval":
         from .shapes.evaluate import main as eval_main
         return eval_main(argv[1:]) or 0
+    if argv and argv[0] == "compare":
+        from .shapes.compare import main as compare_main
+        return compare_main(argv[1:]) or 0
     if argv and argv[0] == "bench":
         return cmd_bench(argv[1:])
 
@@ -256,6 +260,7 @@ def main(argv=None) -> int:
     sub.add_parser("train", help="train a model (stunet train --help)")
     sub.add_parser("distill", help="distil a few-step model from a checkpoint (stunet distill --help)")
     sub.add_parser("eval", help="evaluate a model with analytic detectors (stunet eval --help)")
+    sub.add_parser("compare", help="STUNet vs a keyframe cascade on periodic motion (stunet compare --help)")
     sub.add_parser("bench", help="time the STUNet against baselines (source checkout; stunet bench --help)")
     i = sub.add_parser("info", help="print the space-time pyramid")
     i.add_argument("--preset", default="shapes")

@@ -1,0 +1,88 @@
+"""Stand-ins for the comparison's tests: a model that draws the world's true clips, and a keyframe cascade
+(``stunet.cascade``'s API: ``sample_batch``, ``fill``, ``keyframe_frames``, ``__call__``) made of a tiny STUNet
+(keyframes at stride 4) and a linear cross-fade between keyframes for the TSR stage."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from stunet.pipeline import Generation, Settings
+from stunet.shapes import world
+
+KEYFRAMES = tuple(range(0, 32, 4))
+
+
+def crossfade(keyframes: np.ndarray, frames: int = 32, stride: int = 4) -> np.ndarray:
+    """(b, k, h, w, 3) keyframes -> (b, frames, h, w, 3): linear blends between consecutive keyframes."""
+    k = keyframes.astype(np.float32)
+    out = []
+    for f in range(frames):
+        i, r = divmod(f, stride)
+        j = min(i + 1, k.shape[1] - 1)
+        a = r / stride if j != i else 0.0
+        out.append((1 - a) * k[:, i] + a * k[:, j])
+    return np.round(np.stack(out, 1)).astype(np.uint8)
+
+
+class WorldModel:
+    """``sample_batch`` draws the world's own clip of each prompt (its seed from the generator): a perfect model."""
+
+    def __init__(self, size: int = 32):
+        self.size = size
+        self.calls = 0
+
+    def sample_batch(self, prompts, *, generator, frames=32, **kw):
+        self.calls += 1
+        seeds = torch.randint(0, 2**31 - 1, (len(prompts),), generator=generator).tolist()
+        return np.stack([world.make_clip(world.parse_caption(p), frames, self.size, 1, seed=s).video
+                         for p, s in zip(prompts, seeds)])
+
+
+class WorldCascade:
+    """A cascade whose keyframes are the world's (true clips at stride 4) and whose TSR cross-fades."""
+
+    keyframe_frames = KEYFRAMES
+
+    def __init__(self, size: int = 32):
+        self.world = WorldModel(size)
+        self.fills = 0
+
+    def sample_batch(self, prompts, *, generator, steps=None, guidance=None, sampler=None):
+        true = self.world.sample_batch(prompts, generator=generator)
+        return self.fill(prompts, true[:, list(KEYFRAMES)], generator=generator)
+
+    def fill(self, prompts, keyframes, *, generator=None):
+        self.fills += 1
+        assert keyframes.shape[1] == len(KEYFRAMES) and keyframes.dtype == np.uint8
+        return crossfade(keyframes)
+
+
+class TinyCascade:
+    """The cascade stand-in on a tiny STUNet ``Pipeline``: keyframes sampled at stride 4, then cross-faded."""
+
+    keyframe_frames = KEYFRAMES
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.config = pipe.config
+        self.tokenizer = pipe.tokenizer
+        self.defaults = pipe.defaults
+        self.precision = pipe.precision
+
+    def sample_batch(self, prompts, *, generator, steps=None, guidance=None, sampler=None):
+        keys = self.pipe.sample_batch(prompts, generator=generator, steps=steps, guidance=guidance, sampler=sampler,
+                                      frames=len(KEYFRAMES), stride=4)
+        return self.fill(prompts, keys, generator=generator)
+
+    def fill(self, prompts, keyframes, *, generator=None):
+        return crossfade(np.asarray(keyframes))
+
+    def __call__(self, s: Settings, **kw) -> Generation:
+        t0 = time.perf_counter()
+        s = self.pipe.complete(s)
+        video = self.sample_batch([s.prompt], generator=torch.Generator().manual_seed(int(s.seed)), steps=s.steps,
+                                  guidance=s.guidance, sampler=s.sampler)[0]
+        return Generation(video, s, self.tokenizer.encode(s.prompt), time.perf_counter() - t0,
+                          precision=self.precision)
