@@ -19,6 +19,7 @@ plotting and diffusers imports are warmed there too. Public API endpoints (``gra
     /xt_slice            (row, step) -> x-t image, x0-hat filmstrip
     /export_npz          () -> .npz file
     /inpaint, /cinemagraph, /video_to_video   the Edit tab (see demo/editing.py)
+    /compare             (prompt, seed) -> STUNet vs keyframe cascade, where a cascade is shipped (demo/compare.py)
 
 The inspect endpoints read the caller's last clip (session state), so call /generate first
 with the same ``Client``.
@@ -38,6 +39,7 @@ from . import limits as L
 from . import models
 from .about import TEXT as ABOUT_TEXT
 from .about import about_html
+from .compare import build_compare_tab, compare_tab_for, wire_compare_tab
 from .editing import EditTab, build_edit_tab, wire_edit_tab
 from .errors import guarded
 from .figures import layer_label
@@ -65,7 +67,8 @@ def launch_options() -> dict:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from stunet.checkpoint import default_model_dir
     return dict(theme=theme(), css=CSS, head=HEAD, show_error=False, max_file_size=L.MAX_UPLOAD_BYTES,
-                blocked_paths=[str(default_model_dir().resolve()), str(models.fast_model_dir().resolve())],
+                blocked_paths=[str(default_model_dir().resolve()), str(models.fast_model_dir().resolve()),
+                               str(models.cascade_model_dir().resolve())],
                 app_kwargs={"middleware": [guard_middleware()]})
 
 
@@ -142,13 +145,15 @@ def _background(blocks, load: bool) -> None:
 
 def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None = None,
                generate_concurrency: int | None = None, delete_cache: tuple[int, int] | None = None,
-               janitor: bool = True, choices=None, loaders=None) -> gr.Blocks:
+               janitor: bool = True, choices=None, loaders=None, cascade=None) -> gr.Blocks:
     """The studio's Blocks. The keyword arguments override the serving limits of ``demo.limits``
     (tests shrink the queue, or let several clips sample at once).
 
     Without ``pipeline``, the models offered are the full checkpoint and, when shipped, the fast one
     (``demo.models``), the default (``limits.DEFAULT_MODEL``) first. With ``pipeline`` (tests): that
-    model, plus ``choices`` / ``loaders`` where given (``choices[0]`` describes ``pipeline``)."""
+    model, plus ``choices`` / ``loaders`` where given (``choices[0]`` describes ``pipeline``).
+    ``cascade``: a loaded keyframe cascade for the Compare tab (tests); None: the shipped one if any
+    (``demo.models.cascade_available``); False: no Compare tab."""
     queue_max_size = L.QUEUE_MAX_SIZE if queue_max_size is None else queue_max_size
     generate_concurrency = L.GENERATE_CONCURRENCY if generate_concurrency is None else generate_concurrency
     if pipeline is not None:
@@ -344,6 +349,12 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                     npz_btn = gr.Button("Export .npz", size="sm", elem_id="npz-btn")
                     npz_file = gr.File(label="Recording", interactive=False, elem_id="npz-file")
 
+            # ================================================================ Compare (demo/compare.py)
+            compare_tab = compare_tab_for(studio, cascade)
+            if compare_tab is not None:
+                with gr.Tab("Compare", id="compare", elem_id="compare-tab"):
+                    compare_controls = build_compare_tab(compare_tab, first_prompt)
+
             # ================================================================ About
             with gr.Tab("About", id="about"):
                 gr.Markdown(ABOUT_TEXT)
@@ -403,6 +414,8 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                 render_all, record, all_out, api_visibility="private", **inspect_common)
         wire_edit_tab(edit_tab, edit_controls, record, concurrency_limit=generate_concurrency,
                       then=lambda e: e.success(render_all, record, all_out, api_visibility="private", **inspect_common))
+        if compare_tab is not None:
+            wire_compare_tab(compare_tab, compare_controls, concurrency_limit=generate_concurrency)
         demo.load(guarded(studio.initial_pyramid), None, pyramid_plot, api_visibility="private",
                   **inspect_common)
 
@@ -432,6 +445,7 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
     demo.queue(max_size=queue_max_size, default_concurrency_limit=L.INSPECT_CONCURRENCY)
     demo.studio = studio          # for tests and tools
     demo.edit_tab = edit_tab
+    demo.compare_tab = compare_tab
     studio.attach(demo, janitor=janitor)
     if warm or pipeline is None:
         threading.Thread(target=_background, args=(demo, pipeline is None), name="stunet-background-load",

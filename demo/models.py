@@ -83,3 +83,38 @@ def load(directory: Path):
             log.info("model %s loaded in %.1f s (precision %s: %s)", key.name, time.perf_counter() - t0,
                      pipe.precision.name, pipe.precision.reason)
         return _PIPELINES[key]
+
+
+# ----------------------------------------------------------------------------- the keyframe cascade (Compare tab)
+CASCADE_MODEL_ENV = "STUNET_CASCADE_MODEL"
+DEFAULT_CASCADE_MODEL = DEFAULT_MODEL.parent / "stunet-cascade"
+
+
+def cascade_model_dir() -> Path:
+    return Path(os.environ.get(CASCADE_MODEL_ENV, DEFAULT_CASCADE_MODEL))
+
+
+def cascade_available(directory: Path | None = None) -> Path | None:
+    """The keyframe cascade's checkpoint folder when one is there and this stunet can load it, else None
+    (then the studio has no Compare tab)."""
+    d = cascade_model_dir() if directory is None else Path(directory)
+    if not (d / "config.json").is_file():
+        return None
+    try:
+        import stunet.cascade  # noqa: F401
+    except ImportError:
+        log.info("cascade at %s not offered: this stunet has no stunet.cascade", d)
+        return None
+    return d
+
+
+def load_cascade(directory: Path):
+    """The process's one cascade pipeline for ``directory`` (``stunet.cascade.load_pipeline``; loaded on first use)."""
+    from stunet.shapes.compare import load_cascade as load
+    key = ("cascade", Path(directory).resolve())
+    with _LOCK:
+        if key not in _PIPELINES:
+            t0 = time.perf_counter()
+            _PIPELINES[key] = load(key[1])
+            log.info("cascade %s loaded in %.1f s", key[1].name, time.perf_counter() - t0)
+        return _PIPELINES[key]

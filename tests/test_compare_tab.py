@@ -1,0 +1,86 @@
+"""The studio's Compare tab (demo.compare), in process on the tiny model and the stand-in cascade
+(``compare_fakes.TinyCascade`` until ``stunet.cascade`` lands): offered only with a cascade, the handler's outputs
+and its input checks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from compare_fakes import KEYFRAMES, TinyCascade
+
+from demo.limits import LimitError
+from stunet.defaults import SamplingDefaults
+from stunet.shapes import compare as C
+from stunet.video import read_video_frames
+
+PROMPT = "a blue square quickly spinning"
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_model, tiny_tokenizer):
+    from stunet.pipeline import Pipeline
+    return Pipeline(tiny_model, tiny_tokenizer, "fp32", SamplingDefaults(steps=2, sampler="ddim"))
+
+
+@pytest.fixture(scope="module")
+def tab(pipe):
+    from demo.compare import CompareTab
+    from demo.studio import Studio
+    return CompareTab(Studio(pipe), lambda: TinyCascade(pipe))
+
+
+def test_no_cascade_no_tab(pipe, monkeypatch, tmp_path):
+    from demo import models
+    from demo.app import build_demo
+    monkeypatch.setenv(models.CASCADE_MODEL_ENV, str(tmp_path / "none"))
+    assert models.cascade_available() is None
+    d = build_demo(pipe, warm=False, janitor=False)
+    try:
+        assert d.compare_tab is None
+        assert not any(f.api_name == "compare" for f in d.fns.values())
+    finally:
+        d.close()
+    d = build_demo(pipe, warm=False, janitor=False, cascade=TinyCascade(pipe))
+    try:
+        assert d.compare_tab is not None
+        fn = next(f for f in d.fns.values() if f.api_name == "compare")
+        assert fn.concurrency_id == next(f for f in d.fns.values() if f.api_name == "generate").concurrency_id
+    finally:
+        d.close()
+
+
+def test_compare_outputs(tab):
+    video, xt, st_md, cas_md, info, status = tab.compare(PROMPT, 3)
+    frames = read_video_frames(video)
+    assert len(frames) == 32 and frames.shape[2] > frames.shape[1] * 1.5          # one animation, two clips wide
+    from PIL import Image
+    with Image.open(xt) as im:
+        assert im.size[1] == 32 * 8 and im.size[0] > 2 * 16 * 8
+    assert st_md.startswith("**STUNet**") and cas_md.startswith("**Cascade**")
+    assert info["keyframes"] == list(KEYFRAMES) and info["frames"] == 32 and info["seed"] == 3
+    assert info["stunet"]["scorable"] and info["cascade"]["scorable"] and "text" in info["stunet"]
+    assert "**Done**" in status and "seed 3" in status
+    again = tab.compare(PROMPT, 3)
+    np.testing.assert_array_equal(read_video_frames(again[0]), frames)                 # same seed, same clips
+
+
+def test_compare_checks_its_inputs(tab):
+    with pytest.raises(LimitError):
+        tab.compare("", 0)
+    with pytest.raises(LimitError, match="known"):
+        tab.compare("zzz qqq", 0)
+    with pytest.raises(LimitError, match="Seed"):
+        tab.compare(PROMPT, -1)
+
+
+def test_measure_md_and_shipped_report(tmp_path):
+    from demo.compare import CompareTab, shipped_report
+    clip = C.true_clip(PROMPT, 0, 0, 32)
+    assert CompareTab.measure_md("STUNet", C.measure(clip, PROMPT)).startswith("**STUNet**: ✅ right")
+    assert "not periodic" in CompareTab.measure_md("STUNet", C.measure(clip, "a red circle moving left"))
+    image, caption = shipped_report(tmp_path)
+    assert image is None and "stunet compare" in caption
+    from compare_fakes import WorldCascade, WorldModel
+    C.write_outputs(C.run(WorldModel(), WorldCascade(), ["a red square quickly spinning", "a red circle moving left"],
+                          1), tmp_path)
+    image, caption = shipped_report(tmp_path)
+    assert image.ndim == 3 and caption.startswith(C.PLOT_CAPTION) and "Sanity bar" in caption
