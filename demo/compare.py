@@ -13,6 +13,9 @@ default ``assets/stunet-cascade``); without one the studio has no Compare tab an
   folder ships them.
 
 API endpoint (``gradio_client``): ``/compare (prompt, seed) -> video, xt, stunet, cascade, measurements, status``.
+Guards as the other tabs: prompt and seed checked (``demo.limits``), the sampling queue shared with Generate (one
+run at a time), errors through ``demo.errors.guarded``; the STUNet run is stopped past the job deadline
+(``limits.job_deadline_s``), the cascade's is bounded by its fixed steps and frames.
 """
 from __future__ import annotations
 
@@ -116,9 +119,21 @@ class CompareTab:
         t1 = time.perf_counter()
         progress(0.5, desc="STUNet: the whole clip at once")
         pipe = studio.pipe
-        st = pipe(Settings(prompt, seed=seed, frames=frames),
-                  callback=lambda out: progress(0.5 + 0.5 * (out.step + 1) / out.num_steps,
-                                                desc=f"STUNet: step {out.step + 1}/{out.num_steps}"))
+        pace: dict = {}
+
+        def step(out):          # the Generate tab's job limit: stopped once past, or projected past, its deadline
+            k, n, now = out.step + 1, out.num_steps, time.perf_counter()
+            if not pace:
+                pace.update(first=now, deadline=L.job_deadline_s(now - t1, n))
+            elif k < n:
+                projected = now - t1 + (now - pace["first"]) / (k - 1) * (n - k)
+                if projected > pace["deadline"]:
+                    raise LimitError(f"This comparison would take about {projected / 60:.1f} minutes, over this "
+                                     f"server's limit ({pace['deadline'] / 60:.1f} minutes here): try again when "
+                                     "the server is less busy.")
+            progress(0.5 + 0.5 * k / n, desc=f"STUNet: step {k}/{n}")
+
+        st = pipe(Settings(prompt, seed=seed, frames=frames), callback=step)
         t2 = time.perf_counter()
         a, b = np.asarray(st.video), np.asarray(cas.video)
         if len(a) != len(b):

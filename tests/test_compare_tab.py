@@ -84,3 +84,16 @@ def test_measure_md_and_shipped_report(tmp_path):
                           1), tmp_path)
     image, caption = shipped_report(tmp_path)
     assert image.ndim == 3 and caption.startswith(C.PLOT_CAPTION) and "Sanity bar" in caption
+
+
+def test_compare_stops_past_the_job_deadline(tiny_model, tiny_tokenizer, monkeypatch):
+    from demo import limits as L
+    from demo.compare import CompareTab
+    from demo.studio import Studio
+    from stunet.pipeline import Pipeline
+    pipe = Pipeline(tiny_model, tiny_tokenizer, "fp32", SamplingDefaults(steps=3, sampler="ddim"))
+    calls = []
+    monkeypatch.setattr(L, "job_deadline_s", lambda first, steps: calls.append(steps) or 0.0)   # any pace is over it
+    with pytest.raises(LimitError, match="over this server's limit"):
+        CompareTab(Studio(pipe), lambda: TinyCascade(pipe)).compare(PROMPT, 1)
+    assert calls == [3]
