@@ -100,9 +100,8 @@ def cascade_available(directory: Path | None = None) -> Path | None:
     d = cascade_model_dir() if directory is None else Path(directory)
     if not (d / "config.json").is_file():
         return None
-    try:
-        import stunet.cascade  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("stunet.cascade") is None:
         log.info("cascade at %s not offered: this stunet has no stunet.cascade", d)
         return None
     return d

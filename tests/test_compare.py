@@ -6,7 +6,6 @@ stand-in (``compare_fakes``) until ``stunet.cascade`` lands: the world's keyfram
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
