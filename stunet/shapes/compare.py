@@ -107,7 +107,7 @@ def true_clip(prompt: str, prompt_index: int, seed: int, size: int, frames: int 
 
 
 # ----------------------------------------------------------------------------- scoring
-def score(video: np.ndarray, prompt: str, stride: int = 1) -> dict:
+def score(video: np.ndarray, prompt: str, stride: int = 1, interval: int = KEYFRAME_STRIDE) -> dict:
     """One clip against its prompt: the four detectors and, for a periodic prompt, the periodic ones.
 
     A flat JSON-able row: prompt, motion, speed ("slow" | "normal" | "quick"), shape, ``linear``,
@@ -123,7 +123,7 @@ def score(video: np.ndarray, prompt: str, stride: int = 1) -> dict:
            "coherent": s.coherent}
     v = periodic.evaluate_periodic(video, spec, stride)
     if v is not None:
-        row.update(cycles_per_keyframe=periodic.cycles_per_keyframe(spec), measurable=v.measurable, right=v.right,
+        row.update(cycles_per_keyframe=periodic.cycles_per_keyframe(spec, interval), measurable=v.measurable, right=v.right,
                    rate_error=v.rate_error, reversed=v.reversed, expected_period=v.expected_period,
                    measured_period=v.measured_period, expected_direction=v.expected_direction,
                    measured_direction=v.measured_direction, reason=v.reading.reason)
@@ -248,12 +248,13 @@ def run(stunet, cascade, prompts: Sequence[str] | None = None, seeds=DEFAULT_SEE
     rows = []
     for model in MODELS:
         for i, p, s, video in clips[model]:
-            rows.append({"model": model, "seed": s, "world_seed": world_seed(i, s), **score(video, p)})
+            rows.append({"model": model, "seed": s, "world_seed": world_seed(i, s),
+                         **score(video, p, interval=kf[1] - kf[0])})
     seconds["score"] = time.perf_counter() - t0
     result = {"settings": {"prompts": len(prompts), "seeds": seeds, "frames": frames, "keyframes": kf,
                            "keyframe_interval": kf[1] - kf[0], "batch_size": batch_size, "steps": steps,
                            "guidance": guidance, "sampler": sampler, "oracle": oracle},
-              "prompts": prompts, **aggregate(rows), "rows": rows, "seconds": seconds}
+              "prompts": prompts, **aggregate(rows, kf[1] - kf[0]), "rows": rows, "seconds": seconds}
     if keep_clips:
         result["videos"] = {m: [(p, s, x) for _, p, s, x in clips[m]] for m in MODELS if clips[m]}
     return result
@@ -297,7 +298,7 @@ def _better(a: dict | None, b: dict | None) -> dict | None:
     return {"winner": winner, "right_points": dr, "rate_error_points": 100.0 * de if math.isfinite(de) else math.nan}
 
 
-def aggregate(rows: Sequence[dict]) -> dict:
+def aggregate(rows: Sequence[dict], interval: int = KEYFRAME_STRIDE) -> dict:
     """Aggregates of per-clip rows (``score``'s, with ``model``).
 
     Returns ``models`` (present, in ``MODELS`` order); ``sanity`` per model: clips, colour / shape / coherence
@@ -332,7 +333,7 @@ def aggregate(rows: Sequence[dict]) -> dict:
         stats = {m: _periodic_stats([r for r in g if r["model"] == m]) for m in models
                  if any(r["model"] == m for r in g)}
         table.append({"motion": key[0], "speed": key[1], "shape": key[2], "period": float(spec.period),
-                      "cycles_per_keyframe": periodic.cycles_per_keyframe(spec), "models": stats,
+                      "cycles_per_keyframe": float(g[0]["cycles_per_keyframe"]), "models": stats,
                       "better": _better(stats.get("stunet"), stats.get("cascade"))})
     by_cycles = {}
     for m in models:
@@ -349,7 +350,7 @@ def aggregate(rows: Sequence[dict]) -> dict:
                                                            "model": "cascade", "holds": holds},
         "periodic": table, "by_cycles": by_cycles, "overall": overall,
         "better_overall": _better(overall.get("stunet"), overall.get("cascade")),
-        "keyframe_interval": KEYFRAME_STRIDE, "nyquist_cycles": NYQUIST, "rate_tolerance": RATE_TOLERANCE})
+        "keyframe_interval": interval, "nyquist_cycles": NYQUIST, "rate_tolerance": RATE_TOLERANCE})
 
 
 # ----------------------------------------------------------------------------- report
