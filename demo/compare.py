@@ -14,8 +14,8 @@ default ``assets/stunet-cascade``); without one the studio has no Compare tab an
 
 API endpoint (``gradio_client``): ``/compare (prompt, seed) -> video, xt, stunet, cascade, measurements, status``.
 Guards as the other tabs: prompt and seed checked (``demo.limits``), the sampling queue shared with Generate (one
-run at a time), errors through ``demo.errors.guarded``; the STUNet run is stopped past the job deadline
-(``limits.job_deadline_s``), the cascade's is bounded by its fixed steps and frames.
+run at a time), errors through ``demo.errors.guarded``; each model's run is stopped past the job deadline
+(``limits.job_deadline_s``), as Generate's.
 """
 from __future__ import annotations
 
@@ -115,25 +115,11 @@ class CompareTab:
         kf = C.keyframe_indices(cascade)
         frames = kf[-1] + (kf[1] - kf[0])
         t0 = time.perf_counter()
-        cas = cascade(Settings(prompt, seed=seed))
+        cas = cascade(Settings(prompt, seed=seed), callback=self._stepper("Cascade", t0, 0.0, 0.5, progress))
         t1 = time.perf_counter()
         progress(0.5, desc="STUNet: the whole clip at once")
-        pipe = studio.pipe
-        pace: dict = {}
-
-        def step(out):          # the Generate tab's job limit: stopped once past, or projected past, its deadline
-            k, n, now = out.step + 1, out.num_steps, time.perf_counter()
-            if not pace:
-                pace.update(first=now, deadline=L.job_deadline_s(now - t1, n))
-            elif k < n:
-                projected = now - t1 + (now - pace["first"]) / (k - 1) * (n - k)
-                if projected > pace["deadline"]:
-                    raise LimitError(f"This comparison would take about {projected / 60:.1f} minutes, over this "
-                                     f"server's limit ({pace['deadline'] / 60:.1f} minutes here): try again when "
-                                     "the server is less busy.")
-            progress(0.5 + 0.5 * k / n, desc=f"STUNet: step {k}/{n}")
-
-        st = pipe(Settings(prompt, seed=seed, frames=frames), callback=step)
+        st = studio.pipe(Settings(prompt, seed=seed, frames=frames),
+                         callback=self._stepper("STUNet", t1, 0.5, 1.0, progress))
         t2 = time.perf_counter()
         a, b = np.asarray(st.video), np.asarray(cas.video)
         if len(a) != len(b):
@@ -156,6 +142,25 @@ class CompareTab:
                   f"{len(a)} frames, keyframes every {kf[1] - kf[0]}.")
         return (str(video), str(xt_path), self.measure_md("STUNet", ms["stunet"]),
                 self.measure_md("Cascade", ms["cascade"]), info, status)
+
+    @staticmethod
+    def _stepper(who: str, t_start: float, lo: float, hi: float, progress):
+        """A sampling callback: progress from ``lo`` to ``hi``, and the Generate tab's job limit (stopped once past,
+        or projected past, ``limits.job_deadline_s`` of its first step's pace)."""
+        pace: dict = {}
+
+        def step(out):
+            k, n, now = out.step + 1, out.num_steps, time.perf_counter()
+            if not pace:
+                pace.update(first=now, deadline=L.job_deadline_s(now - t_start, n))
+            elif k < n:
+                projected = now - t_start + (now - pace["first"]) / (k - 1) * (n - k)
+                if projected > pace["deadline"]:
+                    raise LimitError(f"This comparison would take about {projected / 60:.1f} minutes, over this "
+                                     f"server's limit ({pace['deadline'] / 60:.1f} minutes here): try again when "
+                                     "the server is less busy.")
+            progress(lo + (hi - lo) * k / n, desc=f"{who}: step {k}/{n}")
+        return step
 
     @staticmethod
     def measure_md(who: str, m: dict) -> str:

@@ -53,7 +53,7 @@ class WorldCascade:
         true = self.world.sample_batch(prompts, generator=generator)
         return self.fill(prompts, true[:, list(KEYFRAMES)], generator=generator)
 
-    def fill(self, prompts, keyframes, *, generator=None):
+    def fill(self, prompts, keyframes, *, generator, steps=None, guidance=None, sampler=None, callback=None):
         self.fills += 1
         assert keyframes.shape[1] == len(KEYFRAMES) and keyframes.dtype == np.uint8
         return crossfade(keyframes)
@@ -71,18 +71,20 @@ class TinyCascade:
         self.defaults = pipe.defaults
         self.precision = pipe.precision
 
-    def sample_batch(self, prompts, *, generator, steps=None, guidance=None, sampler=None):
+    def sample_batch(self, prompts, *, generator, steps=None, guidance=None, sampler=None, callback=None):
+        kw = {} if callback is None else {"callback": callback}
         keys = self.pipe.sample_batch(prompts, generator=generator, steps=steps, guidance=guidance, sampler=sampler,
-                                      frames=len(KEYFRAMES), stride=4)
+                                      frames=len(KEYFRAMES), stride=4, **kw)
         return self.fill(prompts, keys, generator=generator)
 
-    def fill(self, prompts, keyframes, *, generator=None):
+    def fill(self, prompts, keyframes, *, generator, steps=None, guidance=None, sampler=None, callback=None):
         return crossfade(np.asarray(keyframes))
 
-    def __call__(self, s: Settings, **kw) -> Generation:
+    def __call__(self, s: Settings, first_frame=None, inspector=None, callback=None) -> Generation:
+        """One clip; ``callback`` sees the keyframe model's steps (the real cascade's: K's, then T's)."""
         t0 = time.perf_counter()
         s = self.pipe.complete(s)
         video = self.sample_batch([s.prompt], generator=torch.Generator().manual_seed(int(s.seed)), steps=s.steps,
-                                  guidance=s.guidance, sampler=s.sampler)[0]
+                                  guidance=s.guidance, sampler=s.sampler, callback=callback)[0]
         return Generation(video, s, self.tokenizer.encode(s.prompt), time.perf_counter() - t0,
                           precision=self.precision)

@@ -176,26 +176,29 @@ def test_measure_and_pictures():
 
 # ----------------------------------------------------------------------------- command line
 @pytest.fixture
-def tiny_cascade(monkeypatch, tiny_checkpoint):
-    """``load_cascade`` answers with the stand-in cascade on the tiny STUNet (``stunet.cascade`` has not landed)."""
-    from stunet.pipeline import Pipeline
-    loaded = []
+def cascade_dir(monkeypatch, tmp_path, tiny_checkpoint):
+    """A tiny cascade checkpoint (``stunet.cascade.testing``); until that lands, ``load_cascade`` answers with the
+    stand-in cascade on the tiny STUNet for a copy of the tiny checkpoint."""
+    try:
+        from stunet.cascade.testing import save_tiny_cascade
+    except ImportError:
+        from stunet.pipeline import Pipeline
 
-    def load(directory, precision=None):
-        C._check_dir("--cascade", directory)
-        loaded.append(directory)
-        return TinyCascade(Pipeline.from_pretrained(tiny_checkpoint, precision="fp32"))
+        def load(directory, precision=None):
+            C._check_dir("--cascade", directory)
+            return TinyCascade(Pipeline.from_pretrained(tiny_checkpoint, precision="fp32"))
 
-    monkeypatch.setattr(C, "load_cascade", load)
-    return loaded
+        monkeypatch.setattr(C, "load_cascade", load)
+        return tiny_checkpoint
+    return save_tiny_cascade(tmp_path / "cascade", seed=0)
 
 
-def test_cli_writes_the_report(tmp_path, capsys, tiny_checkpoint, tiny_cascade):
+def test_cli_writes_the_report(tmp_path, capsys, tiny_checkpoint, cascade_dir):
     from stunet.cli import main
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red square quickly spinning\na blue circle bouncing\na green circle moving left\n")
     out = tmp_path / "cmp"
-    assert main(["compare", "--stunet", str(tiny_checkpoint), "--cascade", str(tiny_checkpoint), "--seeds", "1",
+    assert main(["compare", "--stunet", str(tiny_checkpoint), "--cascade", str(cascade_dir), "--seeds", "1",
                  "--out", str(out), "--prompts", str(prompts), "--steps", "2", "--precision", "fp32", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "Sanity bar" in printed and "| spinning | quick | square |" in printed

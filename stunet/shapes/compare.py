@@ -238,7 +238,7 @@ def run(stunet, cascade, prompts: Sequence[str] | None = None, seeds=DEFAULT_SEE
             size = c.shape[2]
             true = [true_clip(p, i, s, size, frames) for i, p, s in chunk]
             keys = np.stack([t[kf] for t in true])
-            o = _check_videos(cascade.fill(texts, keys, generator=_generator(first_seed, start, ORACLE_OFFSET)),
+            o = _check_videos(cascade.fill(texts, keys, generator=_generator(first_seed, start, ORACLE_OFFSET), **kw),
                               len(chunk), frames, "the cascade's fill")
             clips["oracle"] += [(i, p, s, x) for (i, p, s), x in zip(chunk, o)]
             clips["world"] += [(i, p, s, x) for (i, p, s), x in zip(chunk, true)]
