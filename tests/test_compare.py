@@ -223,3 +223,11 @@ def test_cli_bad_input_exits_1(tmp_path, capsys, tiny_checkpoint):
     assert main(["compare", "--stunet", str(tiny_checkpoint), "--cascade", str(tiny_checkpoint), "--seeds", "0",
                  "--out", str(tmp_path / "o")]) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_better_when_one_side_is_not_measurable():
+    p = "a red square quickly spinning"
+    a = C.aggregate([_row("stunet", p, right=False, err=0.3), _row("cascade", p, measurable=False)])
+    b = a["periodic"][0]["better"]
+    assert b["winner"] == "stunet" and b["rate_error_points"] is None
+    assert C.better_text(b) == "STUNet (the cascade not measurable)"

@@ -376,6 +376,8 @@ def better_text(b: dict | None) -> str:
         parts.append(f"+{sign * dr:.0f} pts right")
     if de is not None and abs(de) >= 0.5:
         parts.append(f"{sign * de:.0f} pts less rate error" if sign * de > 0 else f"{-sign * de:.0f} pts more rate error")
+    if not parts and (de is None or not math.isfinite(de)):
+        parts.append(f"{'the cascade' if b['winner'] == 'stunet' else 'STUNet'} not measurable")
     return f"{name} ({', '.join(parts)})" if parts else name
 
 
