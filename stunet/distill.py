@@ -361,6 +361,8 @@ def train_student(teacher: STUNet, tok: Tokenizer, traj_dir: Path, out: Path, ar
     bar = tqdm(total=args.iters, initial=step, desc="student", disable=args.quiet, dynamic_ncols=True,
                mininterval=5.0)
     t0, smooth = time.time(), None
+    if ema_sd is not None and step < args.iters:   # resumed: the held-out loss where it starts (the set may have grown)
+        log({"phase": "student", "step": step, **validation_loss(ema, ac, timesteps, held, autocast)})
 
     def save():
         save_pretrained(ema, tok, out, extra={"phase": "student", "step": step}, sampling=sampling)

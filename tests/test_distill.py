@@ -148,6 +148,7 @@ def test_student_resumes_from_its_train_state(tiny_run, tiny_tokenizer):
     distill.train_student(teacher, tiny_tokenizer, out / "trajectories", out / "resumed", args, resolve("fp32"),
                           float("inf"), logs.append)
     assert logs[0] == {"event": "resumed", "phase": "student", "step": 4}
+    assert logs[1]["step"] == 4 and "loss" not in logs[1]          # held-out loss where the resumed run starts
     assert [r["step"] for r in logs if "loss" in r] == [6]
 
 
