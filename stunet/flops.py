@@ -1,8 +1,8 @@
 """Training compute, counted: FLOPs of one forward + backward pass of a STUNet on one example.
 
 Counted by ``torch.utils.flop_counter.FlopCounterMode`` (matrix multiplies, convolutions and
-attention; elementwise work is not counted) on fake tensors (``FakeTensorMode``: shapes only,
-nothing computed, a second or two per shape), so the numbers are those of the real configs. A
+attention; elementwise work is not counted) on one example run on the CPU (a fresh model, a second
+or two per shape for ``shapes``, once per process), so the numbers are those of the real configs. A
 batch of ``b`` examples costs ``b`` times one example. ``stunet train`` and ``stunet
 train-cascade`` log their cumulative FLOPs with these numbers, so the two arms of issue 18's
 comparison (``scripts/cascade_experiment.py``) can be held to the same training compute.
@@ -20,19 +20,18 @@ from .config import STUNetConfig
 def example_flops(cfg: STUNetConfig, frames: int, stride: int = 1) -> int:
     """FLOPs of one forward + backward of ``cfg``'s network on one clip of ``frames`` frames
     (text encoder included, conditioning inputs given), as in a training step."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.utils.flop_counter import FlopCounterMode
 
     from .model import STUNet
     cfg.check_frames(frames)
-    with torch.random.fork_rng(devices=[]), FakeTensorMode(allow_non_fake_inputs=True):   # global RNG untouched
+    with torch.random.fork_rng(devices=[]):            # the caller's global RNG is left as it was
         model = STUNet(cfg)
-        x = torch.zeros(1, cfg.video_channels, frames, cfg.height, cfg.width)
-        ids = torch.zeros(1, cfg.max_words, dtype=torch.long)
-        with FlopCounterMode(display=False) as counter:
-            text = model.encode_text(ids)
-            out = model(x, torch.zeros(1, dtype=torch.long), text, stride, x, torch.ones_like(x[:, :1]))
-            out.float().square().mean().backward()
+    x = torch.zeros(1, cfg.video_channels, frames, cfg.height, cfg.width)
+    ids = torch.zeros(1, cfg.max_words, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        text = model.encode_text(ids)
+        out = model(x, torch.zeros(1, dtype=torch.long), text, stride, x, torch.ones_like(x[:, :1]))
+        out.float().square().mean().backward()
     return int(counter.get_total_flops())
 
 
