@@ -293,3 +293,28 @@ def test_generate_cli_on_a_cascade(tmp_path, cascade_dir, capsys):
     assert main(["generate", "a red circle", "--model", str(cascade_dir), "--video", str(out),
                  "--strength", "0.5"]) == 2
     assert "does not edit" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- experiment driver
+@pytest.mark.slow
+def test_experiment_driver_runs_both_arms_from_one_image_stage(tmp_path):
+    from conftest import load_script
+    exp = load_script("cascade_experiment")
+    run = tmp_path / "run"
+    argv = ["--out", str(run), "--budget-clips", "4", "--batch", "2", "--preset", "tiny", "--image-steps", "2",
+            "--image-batch", "4", "--device", "cpu", "--precision", "fp32", "--threads", "1", "--log-every", "1",
+            "--quiet"]
+    result = exp.main(argv)
+    arms = result["arms"]
+    assert arms["image"]["step"] == 2 and arms["image"]["images"] == 8
+    for name in ("stunet", "cascade"):
+        assert arms[name]["step"] == 2 and arms[name]["clips"] == 4 and arms[name]["flops"] > 0, arms[name]
+        assert arms[name]["parameters"] > 0 and "cpu_seconds" in arms[name]
+    assert json.loads((run / "budget.json").read_text())["arms"]["cascade"]["clips"] == 4
+    stunet_log = [json.loads(line) for line in (run / "stunet" / "train.log").read_text().splitlines()]
+    assert any(r.get("event") == "inflated" and r.get("from", "").endswith("image_unet") for r in stunet_log)
+    assert type(load_pipeline(run / "cascade", precision="fp32")) is CascadePipeline
+    assert type(load_pipeline(run / "stunet", precision="fp32")) is Pipeline
+    # resumable: a second run finds every stage done and trains nothing more
+    again = exp.main(argv)
+    assert again["arms"]["cascade"]["clips"] == 4 and again["arms"]["stunet"]["clips"] == 4
