@@ -11,7 +11,9 @@
 
 Every stage runs with ``--resume``: run the same command again after an interruption and it goes on
 where it stopped (a finished stage is a no-op). It runs unattended end to end, on CPU too (``--preset
-tiny`` with a tiny budget is the test's). Evaluating the two arms is ``stunet compare``'s job.
+tiny`` with a tiny budget is the test's). On a GPU the world's clips, drawn in Python, are the
+bottleneck of both arms: ``--workers N`` draws them in N DataLoader processes (as ``stunet train``).
+Evaluating the two arms is ``stunet compare``'s job.
 """
 from __future__ import annotations
 
@@ -77,6 +79,7 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--ckpt-every", type=int, default=250)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader processes drawing clips (both arms)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     if args.budget_clips < 1 or args.batch < 1:
@@ -91,7 +94,7 @@ def main(argv=None) -> dict:
     steps = math.ceil(args.budget_clips / args.batch)
     common = ["--preset", args.preset, "--batch", str(args.batch), "--device", device, "--precision", args.precision,
               "--threads", str(args.threads), "--seed", str(args.seed), "--log-every", str(args.log_every),
-              "--ckpt-every", str(args.ckpt_every), "--resume"] + (["--quiet"] if args.quiet else [])
+              "--ckpt-every", str(args.ckpt_every), "--workers", str(args.workers), "--resume"] + (["--quiet"] if args.quiet else [])
     image = run / "image" / "image_unet"
     train(common + ["--out", str(run / "image"), "--image-steps", str(args.image_steps),
                     "--image-batch", str(args.image_batch), "--video-steps", "0"])

@@ -147,6 +147,8 @@ def test_clip_has_32_frames_keyframes_from_k_and_is_seeded(pipe):
     k = pipe.sample_keyframes(PROMPTS, generator=g)
     assert a.shape == (2, 32, 16, 16, 3) and np.array_equal(a, pipe.fill(PROMPTS, k, generator=g))
     assert not np.array_equal(a[0], a[1])
+    with pytest.raises(ValueError, match="stride 2 is not supported"):
+        pipe.sample_batch(PROMPTS, generator=torch.Generator(), frames=32, stride=2)
 
 
 def test_fill_keeps_the_given_keyframes_and_reports_whole_clips(pipe):

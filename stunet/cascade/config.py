@@ -94,6 +94,7 @@ class CascadeConfig:
         need(stride in cfg.strides, f"stride {stride} is not one of its strides {cfg.strides}")
         need(frames % cfg.temporal_factor == 0 and (role == "keyframe" or cfg.temporal_factor == 1),
              f"it must take {frames}-frame clips, but it halves time (temporal factor {cfg.temporal_factor})")
+        need(frames <= cfg.frames, f"its window is {cfg.frames} frames, the {role} clip {frames}")
         need(max(self.cond_noise_step, self.cond_noise_max) < cfg.train_timesteps,
              f"cond_noise_step / cond_noise_max must be below train_timesteps {cfg.train_timesteps}")
 

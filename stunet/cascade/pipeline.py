@@ -229,8 +229,12 @@ class CascadePipeline:
 
     # ------------------------------------------------------------------ prompt -> clip
     def sample_batch(self, prompts: Sequence[str], *, generator: torch.Generator, steps: int | None = None,
-                     guidance: float | None = None, sampler: str | None = None) -> np.ndarray:
-        """One clip per prompt: (b, frames, h, w, 3) uint8 (K, then T; see the module docstring)."""
+                     guidance: float | None = None, sampler: str | None = None, frames: int | None = None,
+                     stride: int = 1) -> np.ndarray:
+        """One clip per prompt: (b, frames, h, w, 3) uint8 (K, then T; see the module docstring).
+        frames / stride: as ``Pipeline.sample_batch`` takes them; only the cascade's own (32, 1) are accepted."""
+        self.validate(Settings("", steps=steps, guidance=guidance, sampler=sampler,
+                               frames=self.config.frames if frames is None else frames, stride=stride))
         keys = self.sample_keyframes(prompts, generator=generator, steps=steps, guidance=guidance, sampler=sampler)
         return self.fill(prompts, keys, generator=generator, steps=steps, guidance=guidance, sampler=sampler)
 

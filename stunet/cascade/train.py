@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import math
 import os
@@ -67,8 +68,8 @@ from ..precision import resolve as resolve_precision
 from ..shapes import world
 from ..shapes.data import Batch, tokenizer_for, video_batch
 from ..text import Tokenizer
-from ..train import (TASK_PROBS, _motion_weights, _unflatten_optimizer, ema_update, learning_rate, load_counters,
-                     make_condition, run_stage, sample_timesteps, save_state)
+from ..train import (TASK_PROBS, _motion_weights, _unflatten_optimizer, batches, ema_update, learning_rate,
+                     load_counters, make_condition, run_stage, sample_timesteps, save_state)
 from .checkpoint import save_cascade
 from .config import CascadeConfig, net_preset
 from .config import preset as cascade_preset
@@ -199,13 +200,15 @@ def run_video(model: STUNet, casc: CascadeConfig, args, tok: Tokenizer, out: Pat
         else stride_mixture_flops(stunet_preset(args.preset))
     counters = {"keyframes": 0, "windows": 0, **load_counters(out, "video", start_step)}
     base, cpu0, t0 = dict(counters), time.process_time(), time.time()
+    stream = batches(functools.partial(video_batch, spec_p=spec_p), rng, tok,     # = clip_batch, maybe in workers
+                     cfg.replace(frames=casc.frames, strides=(1,)), args.batch, args.workers)
     bar = tqdm(total=args.video_steps, initial=start_step, desc="cascade", disable=args.quiet, dynamic_ncols=True,
                mininterval=5.0)
     smooth, parts, step = None, {}, start_step
     while step < args.video_steps and time.time() < deadline:
         for g in opt.param_groups:
             g["lr"] = learning_rate(args.lr, step, args.video_steps, args.warmup)
-        b = clip_batch(rng, tok, cfg, casc, args.batch, spec_p)
+        b = next(stream)
         B = b.x0.shape[0]
         n = windows_this_step((counters["clips"] + B) * per_clip, counters["flops"], B, f, casc)
         windows = allocate_windows(n, B, casc, rng)
@@ -239,6 +242,7 @@ def run_video(model: STUNet, casc: CascadeConfig, args, tok: Tokenizer, out: Pat
         if step % args.ckpt_every == 0:
             checkpoint(step, model, ema, opt, tok, casc, out, args, counters)
     bar.close()
+    stream.close()                  # ends the DataLoader workers, if any
     checkpoint(step, model, ema, opt, tok, casc, out, args, counters)
     return step
 
@@ -277,6 +281,9 @@ def parse_args(argv=None):
                    help="where that last part starts, as a fraction of train_timesteps")
     p.add_argument("--motion-weights", type=_motion_weights, default={}, metavar="MOTION=W,...",
                    help="draw clip kinds of these motions W times as often as the rest (as stunet train)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="DataLoader processes that draw the world's clips (as stunet train); 0: drawn in the "
+                        "training process, in turn with the loss's random draws (reproducible)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     if not 0.0 <= args.high_noise_frac <= 1.0:
@@ -291,7 +298,8 @@ def parse_args(argv=None):
         cascade_preset(args.preset)
     except ValueError as e:
         p.error(str(e))
-    args.workers = 0                      # the image stage (stunet.train.run_stage) draws its frames in-process
+    if args.workers < 0:
+        p.error(f"--workers must be >= 0, got {args.workers}")
     return args
 
 
