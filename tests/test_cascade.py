@@ -264,6 +264,22 @@ def test_train_cascade_lowers_the_loss_resumes_and_logs_compute(tmp_path, tiny_t
     assert (last["step"], last["clips"], log[-1]["event"]) == (36, 144, "done")
 
 
+def test_train_cascade_logs_clips_and_flops_matched_to_the_stunet(tmp_path, tiny_tokenizer):
+    save_pretrained(STUNet(stunet_preset("tiny").image()), tiny_tokenizer, tmp_path / "image_unet")
+    out = ctrain.main(["--preset", "tiny", "--init", str(tmp_path / "image_unet"), "--out", str(tmp_path / "run"),
+                       "--video-steps", "2", "--batch", "2", "--log-every", "1", "--quiet", "--precision", "fp32",
+                       "--threads", "1"])
+    log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    f = next(r for r in log if r.get("event") == "flops")
+    assert f["parameters"] == estimate_parameters(net_preset("tiny")) and f["stunet_clip"] > 0
+    steps = [r for r in log if "loss" in r]
+    assert [r["clips"] for r in steps] == [2, 4] and [r["keyframes"] for r in steps] == [2, 4]
+    # the tiny STUNet's 8-frame clips cost less than 8 keyframes: no FLOPs are left for T windows
+    assert f["stunet_clip"] < f["keyframe"] and steps[-1]["windows"] == 0
+    assert steps[-1]["flops"] == 4 * f["keyframe"]
+    assert type(load_pipeline(out, precision="fp32")) is CascadePipeline
+
+
 def test_stunet_train_logs_clips_and_flops_and_takes_an_image_checkpoint(tmp_path, tiny_tokenizer):
     from stunet.flops import example_flops
     from stunet.train import main as train_main
