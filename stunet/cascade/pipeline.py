@@ -248,15 +248,10 @@ class CascadePipeline:
         self.validate(s)
         gen = torch.Generator().manual_seed(int(s.seed))
         n = s.steps
-        kcb = tcb = None
-        if callback is not None:
-            def kcb(out: StepOutput):
-                callback(StepOutput(out.step, 3 * n, out.timestep,
-                                    out.sample.repeat_interleave(self.config.keyframe_stride, dim=2),
-                                    out.x0.repeat_interleave(self.config.keyframe_stride, dim=2)))
-
-            def tcb(out: StepOutput):
-                callback(replace(out, step=n + out.step, num_steps=3 * n))
+        S = self.config.keyframe_stride
+        kcb = None if callback is None else lambda out: callback(StepOutput(      # keyframes held: the whole clip
+            out.step, 3 * n, out.timestep, out.sample.repeat_interleave(S, dim=2), out.x0.repeat_interleave(S, dim=2)))
+        tcb = None if callback is None else lambda out: callback(replace(out, step=n + out.step, num_steps=3 * n))
         first = None if first_frame is None else first_frame[None]
         keys = self.sample_keyframes([s.prompt], generator=gen, steps=s.steps, guidance=s.guidance,
                                      sampler=s.sampler, first_frames=first, inspector=inspector, callback=kcb)
