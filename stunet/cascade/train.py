@@ -307,6 +307,8 @@ def main(argv=None) -> Path:
     args = parse_args(argv)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device == "cuda":
+        args.device = "cuda:0"
     if args.device.startswith("cuda"):
         torch.cuda.set_device(args.device)
     torch.set_num_threads(args.threads or (os.cpu_count() or 1))
