@@ -12,8 +12,8 @@ from the same image-stage weights.
 Design: **one network, two roles.** The keyframe model K and the TSR model T are one STUNet-family
 network (``config.net_preset``: the ``shapes`` STUNet without temporal down/up-sampling, so its
 temporal conv and attention run at keyframe rate in K). A separate K and T, each with the full image
-U-Net, would be about 2.9 M parameters against the STUNet's 1.76 M; the shared network is 1.69 M
-(4 % fewer), and both roles start from the very same image-stage weights (inflated as ``stunet
+U-Net (1.30 M parameters), would be 3.37 M parameters against the STUNet's 1.76 M; the shared network
+is 1.69 M (4.4 % fewer, tested), and both roles start from the very same image-stage weights (inflated as ``stunet
 train`` inflates: temporal layers start as identity). The roles differ only by their input:
 
 * K: 8 keyframes at world stride 4 (stride conditioning 4) spanning the 32 base frames; nothing
