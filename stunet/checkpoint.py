@@ -75,6 +75,9 @@ def read_config(directory: str | Path) -> STUNetConfig:
         raise CheckpointError(f"no {CONFIG_NAME} in {Path(directory).name!r}")
     try:
         raw = json.loads(path.read_text())
+        if isinstance(raw, dict) and raw.get("model_type") == "cascade":
+            raise CheckpointError(f"{Path(directory).name!r} is a cascade checkpoint (keyframes + temporal "
+                                  f"super-resolution): load it with stunet.cascade.load_pipeline")
         return STUNetConfig.from_dict(raw)
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"bad {CONFIG_NAME}: {e}") from None

@@ -8,6 +8,7 @@
     stunet generate "a red square spinning" --image still.png --region r.png       cinemagraph
     stunet generate "a blue circle moving left" --video in.mp4 --strength 0.6      video-to-video
     stunet train --preset shapes --out runs/shapes      (see stunet.train)
+    stunet train-cascade --init RUN/image_unet --out runs/cascade   the cascade baseline (see stunet.cascade)
     stunet distill --out runs/fast --steps 8            few-step student (see stunet.distill)
     stunet eval [--model DIR]                           (see stunet.shapes.evaluate)
     stunet compare --stunet DIR --cascade DIR --out DIR  STUNet vs keyframe cascade (stunet.shapes.compare)
@@ -102,6 +103,11 @@ def cmd_edit(args) -> int:
     if fmt not in ("mp4", "gif", "npy"):
         print("error: --out must end in .mp4, .gif or .npy (or pass --format)", file=sys.stderr)
         return 2
+    from .cascade import is_cascade
+    if is_cascade(args.model):
+        print("error: the cascade baseline does not edit (inpainting, cinemagraph, video-to-video); "
+              "use a STUNet checkpoint", file=sys.stderr)
+        return 2
     pipe = Pipeline.from_pretrained(args.model, precision=args.precision)
     print(f"precision: {pipe.precision.name} ({pipe.precision.reason})", file=sys.stderr)
     cfg = pipe.config
@@ -131,7 +137,8 @@ def cmd_edit(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from .pipeline import Pipeline, Settings
+    from .cascade import load_pipeline
+    from .pipeline import Settings
     from .video import FORMATS, read_image, slug, write_video
     if args.video or args.region or args.mask or args.strength is not None:
         return cmd_edit(args)
@@ -148,10 +155,11 @@ def cmd_generate(args) -> int:
             return 2
     else:
         prompts = [args.prompt]
-    pipe = Pipeline.from_pretrained(args.model, precision=args.precision)
+    pipe = load_pipeline(args.model, precision=args.precision)         # a STUNet or a cascade (stunet.cascade)
     print(f"precision: {pipe.precision.name} ({pipe.precision.reason})", file=sys.stderr)
     vocab = ", ".join(pipe.tokenizer.words)
-    first = read_image(args.image, (pipe.config.height, pipe.config.width)) if args.image else None
+    net = getattr(pipe, "net_config", pipe.config)
+    first = read_image(args.image, (net.height, net.width)) if args.image else None
     status = 0
     for i, prompt in enumerate(prompts):
         enc = pipe.tokenizer.encode(prompt)
@@ -243,6 +251,10 @@ def main(argv=None) -> int:
         from .train import main as train_main
         train_main(argv[1:])
         return 0
+    if argv and argv[0] == "train-cascade":
+        from .cascade.train import main as cascade_main
+        cascade_main(argv[1:])
+        return 0
     if argv and argv[0] == "distill":
         from .distill import main as distill_main
         return distill_main(argv[1:]) or 0
@@ -258,6 +270,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="stunet", description="Lumiere's Space-Time U-Net on a CPU.")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("train", help="train a model (stunet train --help)")
+    sub.add_parser("train-cascade", help="train the keyframes + TSR cascade baseline (stunet train-cascade --help)")
     sub.add_parser("distill", help="distil a few-step model from a checkpoint (stunet distill --help)")
     sub.add_parser("eval", help="evaluate a model with analytic detectors (stunet eval --help)")
     sub.add_parser("compare", help="STUNet vs a keyframe cascade on periodic motion (stunet compare --help)")
@@ -290,7 +303,7 @@ def main(argv=None) -> int:
                                   "with nearest neighbour")
     g.add_argument("--region", help="cinemagraph region (.npy, or PNG: white = may move), with --image")
     g.add_argument("--strength", type=float, help="video-to-video: how much of the schedule to redo, in (0, 1]")
-    g.add_argument("--model", help="checkpoint directory (default: the shipped model)")
+    g.add_argument("--model", help="checkpoint directory, a STUNet or a cascade (default: the shipped model)")
     g.add_argument("--scale", type=int, default=8, help="nearest-neighbour upscaling of mp4/gif")
     a = sub.add_parser("average", help="average the weights of checkpoints of one run (checkpoint averaging)")
     a.add_argument("checkpoints", nargs="+", help="checkpoint directories (same config and vocabulary)")

@@ -244,13 +244,19 @@ class TrajectoryRows:
         return {"x_t": torch.cat(xt), "x_s": torch.cat(xs), "ids": torch.cat(ids), "guidance": torch.cat(w),
                 "cond": torch.cat(cond), "mask": torch.cat(mask), "k": torch.tensor(k), "stride": stride}
 
-    def sample(self, rng: np.random.Generator, batch: int) -> dict:
+    def sample(self, rng: np.random.Generator, batch: int, step_p: np.ndarray | None = None) -> dict:
+        """``batch`` random rows of one stride; student step k drawn uniformly, or with probabilities ``step_p``."""
         strides = sorted(self.by_stride)
         p = np.array([len(self.by_stride[s]) for s in strides], dtype=float)
         stride = strides[int(rng.choice(len(strides), p=p / p.sum()))]
         pool = self.by_stride[stride]
         n = len(self.timesteps)
-        picks = [(*pool[int(rng.integers(len(pool)))], int(rng.integers(n))) for _ in range(batch)]
+        if step_p is not None and len(step_p) != n:
+            raise ValueError(f"{len(step_p)} step weights for {n} student steps")
+
+        def step() -> int:
+            return int(rng.integers(n)) if step_p is None else int(rng.choice(n, p=step_p))
+        picks = [(*pool[int(rng.integers(len(pool)))], step()) for _ in range(batch)]
         return self.rows(picks)
 
     def all_rows(self):
@@ -305,6 +311,18 @@ def validation_loss(student: STUNet, ac, timesteps, rows: TrajectoryRows, autoca
             "val_loss_per_step": [round(float(np.mean(per_k[k])), 5) for k in sorted(per_k)]}
 
 
+def step_probabilities(weights: list[float] | None, steps: int) -> np.ndarray | None:
+    """How often each student step (noisiest first) is drawn: ``weights`` normalised, None = uniform."""
+    if weights is None:
+        return None
+    if len(weights) != steps:
+        raise ValueError(f"--step-weights needs one weight per student step ({steps}), got {len(weights)}")
+    w = np.asarray(weights, dtype=float)
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"--step-weights must be non-negative and not all zero, got {weights}")
+    return w / w.sum()
+
+
 def train_student(teacher: STUNet, tok: Tokenizer, traj_dir: Path, out: Path, args, precision: Precision,
                   deadline: float, log) -> STUNet:
     """Phase 2: fit the student to the stored trajectories (resumable from OUT/train_state)."""
@@ -336,9 +354,15 @@ def train_student(teacher: STUNet, tok: Tokenizer, traj_dir: Path, out: Path, ar
     ac = alphas_cumprod(student.config).to(device)
     autocast = precision.autocast(device.type)
     rng = np.random.default_rng([args.seed, step, 11])
+    step_p = step_probabilities(getattr(args, "step_weights", None), len(rows.timesteps))
+    if step_p is not None:
+        log({"event": "step_weights", "weights": args.step_weights, "shares": [round(float(v), 4) for v in step_p],
+             "step": step})
     bar = tqdm(total=args.iters, initial=step, desc="student", disable=args.quiet, dynamic_ncols=True,
                mininterval=5.0)
     t0, smooth = time.time(), None
+    if ema_sd is not None and step < args.iters:   # resumed: the held-out loss where it starts (the set may have grown)
+        log({"phase": "student", "step": step, **validation_loss(ema, ac, timesteps, held, autocast)})
 
     def save():
         save_pretrained(ema, tok, out, extra={"phase": "student", "step": step}, sampling=sampling)
@@ -349,7 +373,7 @@ def train_student(teacher: STUNet, tok: Tokenizer, traj_dir: Path, out: Path, ar
             g["lr"] = learning_rate(args.lr, step, args.iters, args.warmup)
         if step % 100 == 0:
             rows.refresh()
-        loss = distill_loss(student, ac, timesteps, rows.sample(rng, args.batch), autocast)
+        loss = distill_loss(student, ac, timesteps, rows.sample(rng, args.batch, step_p), autocast)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -409,6 +433,8 @@ def parse_args(argv=None):
     p.add_argument("--ckpt-every", type=int, default=200)
     p.add_argument("--minutes", type=float, default=float("inf"), help="wall-clock budget for this run (both phases)")
     p.add_argument("--resume", action="store_true", help="continue the student from OUT/train_state")
+    p.add_argument("--step-weights", default=None, metavar="W1,...,WN",
+                   help="how often each student step is drawn, noisiest first (default: uniform), e.g. 3,2,1,1,1,1,1,1")
     p.add_argument("--precision", choices=PRECISIONS, default=PRECISION,
                    help="compute precision: auto (bf16 only where a probe measures it faster), fp32, bf16")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
@@ -425,6 +451,15 @@ def parse_args(argv=None):
     except ValueError:
         p.error(f"--part must be K/N with 0 <= K < N, got {args.part!r}")
     args.part = (k, n)
+    if args.step_weights is not None:
+        try:
+            args.step_weights = [float(v) for v in args.step_weights.split(",")]
+        except ValueError:
+            p.error(f"--step-weights must be comma-separated numbers, got {args.step_weights!r}")
+        try:
+            step_probabilities(args.step_weights, args.steps)
+        except ValueError as e:
+            p.error(str(e))
     for name in ("trajectories", "iters"):
         if getattr(args, name) < 0:
             p.error(f"--{name} must be >= 0")

@@ -36,6 +36,7 @@ from .checkpoint import ema_checkpoint_dir, load_resume_ema, save_pretrained
 from .config import STUNetConfig, preset
 from .defaults import PRECISION, PRECISIONS
 from .diffusion import add_noise, alphas_cumprod, target
+from .flops import example_flops
 from .model import STUNet, inflate
 from .precision import Precision
 from .precision import resolve as resolve_precision
@@ -216,6 +217,18 @@ def ema_update(ema: STUNet, model: STUNet, step: int, decay: float):
             pe.lerp_(pm.detach(), 1 - d)
 
 
+def load_counters(out: Path, stage: str, step: int) -> dict:
+    """The run's cumulative counters (``clips`` or ``images``, ``flops``, ``cpu_seconds``, ``wall_seconds``) of
+    ``stage`` up to ``step``, from ``train_state/state.json`` when it is at that point; zeros otherwise."""
+    zero = {"clips" if stage == "video" else "images": 0, "flops": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0}
+    path = Path(out) / "train_state" / "state.json"
+    if step > 0 and path.is_file():
+        st = json.loads(path.read_text())
+        if (st.get("stage"), st.get("step")) == (stage, step) and isinstance(st.get("counters"), dict):
+            return {**zero, **st["counters"]}
+    return zero
+
+
 def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_step: int, total: int,
               opt_state: dict | None, ema_state: dict | None, rank: int, world_size: int, log, deadline: float):
     cfg = model.config
@@ -247,6 +260,16 @@ def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_
     t0, smooth = time.time(), None
     step = start_step
     stream = batches(batch_fn, rng, tok, cfg, bs, args.workers)
+    # cumulative compute of this stage (all processes): examples seen, FLOPs (``stunet.flops``), seconds
+    counters, seen = load_counters(out, stage, start_step), "clips" if stage == "video" else "images"
+    base, cpu0 = dict(counters), time.process_time()
+
+    def count(b: Batch):
+        n = b.x0.shape[0] * world_size
+        counters[seen] += n
+        counters["flops"] += n * example_flops(cfg, b.x0.shape[2], int(b.stride[0]))
+        counters["cpu_seconds"] = round(base["cpu_seconds"] + (time.process_time() - cpu0) * world_size, 1)
+        counters["wall_seconds"] = round(base["wall_seconds"] + time.time() - t0, 1)
     while step < total and time.time() < deadline:
         for g in opt.param_groups:
             g["lr"] = learning_rate(lr, step, total, args.warmup)
@@ -259,6 +282,7 @@ def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_
         opt.step()
         ema_update(ema, model, step, args.ema)
         step += 1
+        count(b)
         lv = loss.item()
         if not math.isfinite(lv):
             raise FloatingPointError(f"non-finite loss at {stage} step {step}")
@@ -267,22 +291,22 @@ def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_
         bar.set_postfix(loss=f"{smooth:.4f}")
         if rank == 0 and (step % args.log_every == 0 or step == total):
             log({"stage": stage, "step": step, "loss": round(smooth, 5), "grad_norm": round(float(gnorm), 4),
-                 "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1)})
+                 "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1), **counters})
         if rank == 0 and (step % args.ckpt_every == 0):
-            checkpoint(stage, step, model, ema, opt, tok, out, args)
+            checkpoint(stage, step, model, ema, opt, tok, out, args, counters)
     bar.close()
     stream.close()                  # ends the DataLoader workers, if any
     if rank == 0:
-        checkpoint(stage, step, model, ema, opt, tok, out, args)
+        checkpoint(stage, step, model, ema, opt, tok, out, args, counters)
     if ddp:
         dist.barrier()
     return ema, step
 
 
-def checkpoint(stage, step, model, ema, opt, tok, out: Path, args):
+def checkpoint(stage, step, model, ema, opt, tok, out: Path, args, counters: dict | None = None):
     """The EMA checkpoint first (resume reads it, checking its stage and step), then ``train_state/``."""
     save_pretrained(ema, tok, ema_checkpoint_dir(out, stage), extra={"stage": stage, "step": step})
-    save_state(out / "train_state", stage, step, model, opt, {"args": vars(args)})
+    save_state(out / "train_state", stage, step, model, opt, {"args": vars(args), "counters": counters or {}})
 
 
 def _motion_weights(text: str) -> dict[str, float]:
@@ -308,6 +332,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="stunet train", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="shapes")
     p.add_argument("--out", default="runs/shapes")
+    p.add_argument("--init", help="image-stage checkpoint (an image U-Net, e.g. RUN/image_unet) to inflate into the "
+                                  "video model; skips the image stage (ignored on --resume of a started run)")
     p.add_argument("--image-steps", type=int, default=1500)
     p.add_argument("--video-steps", type=int, default=6000)
     p.add_argument("--batch", type=int, default=8, help="clips per step (per process)")
@@ -413,7 +439,11 @@ def main(argv=None):
         log({"event": "motion_weights", "weights": args.motion_weights,
              "shares": {m: round(q, 4) for m, q in shares.items()}})
 
-    if stage == "image" and args.image_steps > 0:
+    if args.init and raw is None:
+        from .checkpoint import load_pretrained
+        video, stage, step = inflate(load_pretrained(args.init)[0], cfg), "video", 0
+        log({"event": "inflated", "from": str(args.init)})
+    elif stage == "image" and args.image_steps > 0:
         image = STUNet(cfg.image())
         if raw is not None:
             image.load_state_dict(raw)

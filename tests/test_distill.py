@@ -148,6 +148,7 @@ def test_student_resumes_from_its_train_state(tiny_run, tiny_tokenizer):
     distill.train_student(teacher, tiny_tokenizer, out / "trajectories", out / "resumed", args, resolve("fp32"),
                           float("inf"), logs.append)
     assert logs[0] == {"event": "resumed", "phase": "student", "step": 4}
+    assert logs[1]["step"] == 4 and "loss" not in logs[1]          # held-out loss where the resumed run starts
     assert [r["step"] for r in logs if "loss" in r] == [6]
 
 
@@ -223,3 +224,31 @@ def test_student_keeps_image_to_video_and_long_clips(tmp_path, tiny_tokenizer):
         hook.remove()
     assert gen.video.shape == (16, 16, 16, 3)
     assert rows == [(3, 3, 8)] * 4          # 3 MultiDiffusion windows of 8 frames, one call per step, no uncond
+
+
+def test_step_weights_draw_the_noisiest_steps_more_often(tiny_run):
+    _, out, _ = tiny_run
+    rows = distill.TrajectoryRows(out / "trajectories")
+    n = len(rows.timesteps)
+    p = distill.step_probabilities([3] + [1] * (n - 1), n)
+    assert p[0] == pytest.approx(3 / (n + 2)) and p.sum() == pytest.approx(1)
+    rng = np.random.default_rng(0)
+    ks = np.concatenate([rows.sample(rng, 8, p)["k"].numpy() for _ in range(150)])
+    share = np.bincount(ks, minlength=n) / len(ks)
+    assert share[0] == pytest.approx(p[0], abs=0.05) and share[0] > 2 * share[1:].max()   # n = 4: 0.5 against 0.17
+    only_last = np.concatenate([rows.sample(rng, 4, distill.step_probabilities([0] * (n - 1) + [1], n))["k"].numpy()
+                                for _ in range(5)])
+    assert set(only_last.tolist()) == {n - 1}
+    assert distill.step_probabilities(None, n) is None
+    for bad in ([1] * (n + 1), [0] * n, [-1] + [1] * (n - 1), [float("nan")] * n):
+        with pytest.raises(ValueError):
+            distill.step_probabilities(bad, n)
+
+
+def test_cli_refuses_bad_step_weights(capsys):
+    from stunet.cli import main
+    for bad, msg in (("1,2", "one weight per student step (8)"), ("a,b", "comma-separated numbers"),
+                     ("0,0,0,0,0,0,0,0", "not all zero")):
+        with pytest.raises(SystemExit) as e:
+            main(["distill", "--step-weights", bad])
+        assert e.value.code == 2 and msg in capsys.readouterr().err

@@ -41,14 +41,20 @@ class Batch:
     captions: list[str]
 
 
+def stride_probs(cfg: STUNetConfig) -> tuple[list[int], np.ndarray]:
+    """The frame strides a video batch is drawn at and their probabilities (stride 1 four times as often)."""
+    strides = [s for s in cfg.strides if cfg.frames // s >= cfg.temporal_factor
+               and (cfg.frames // s) % cfg.temporal_factor == 0]
+    p = np.array([4.0 if s == 1 else 1.0 for s in strides]); p /= p.sum()
+    return strides, p
+
+
 def video_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, batch: int,
                 spec_p: np.ndarray | None = None, caption_dropout: float = CAPTION_DROPOUT) -> Batch:
     """``batch`` world clips; clip kinds uniform, or drawn with ``spec_p`` (``world.spec_probs``);
     ``caption_dropout`` of the captions are replaced by the empty prompt."""
     # One (frames, stride) per batch: the clip always spans cfg.frames base frames.
-    strides = [s for s in cfg.strides if cfg.frames // s >= cfg.temporal_factor
-               and (cfg.frames // s) % cfg.temporal_factor == 0]
-    p = np.array([4.0 if s == 1 else 1.0 for s in strides]); p /= p.sum()
+    strides, p = stride_probs(cfg)
     stride = int(rng.choice(strides, p=p))
     frames = cfg.frames // stride
     clips = [world.make_clip(world.random_spec(rng, p=spec_p), frames, cfg.height, stride,
