@@ -1,14 +1,12 @@
-"""Stand-ins for the comparison's tests: a model that draws the world's true clips, and a keyframe cascade
-(``stunet.cascade``'s API: ``sample_batch``, ``fill``, ``keyframe_frames``, ``__call__``) made of a tiny STUNet
-(keyframes at stride 4) and a linear cross-fade between keyframes for the TSR stage."""
+"""Stand-ins for the comparison's tests: a model that draws the world's true clips (a perfect STUNet), and a
+keyframe cascade with ``stunet.cascade``'s API (``sample_batch``, ``fill``, ``keyframe_frames``) whose keyframes are
+the world's and whose TSR stage is a linear cross-fade between keyframes."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import torch
 
-from stunet.pipeline import Generation, Settings
 from stunet.shapes import world
 
 KEYFRAMES = tuple(range(0, 32, 4))
@@ -57,34 +55,3 @@ class WorldCascade:
         self.fills += 1
         assert keyframes.shape[1] == len(KEYFRAMES) and keyframes.dtype == np.uint8
         return crossfade(keyframes)
-
-
-class TinyCascade:
-    """The cascade stand-in on a tiny STUNet ``Pipeline``: keyframes sampled at stride 4, then cross-faded."""
-
-    keyframe_frames = KEYFRAMES
-
-    def __init__(self, pipe):
-        self.pipe = pipe
-        self.config = pipe.config
-        self.tokenizer = pipe.tokenizer
-        self.defaults = pipe.defaults
-        self.precision = pipe.precision
-
-    def sample_batch(self, prompts, *, generator, steps=None, guidance=None, sampler=None, callback=None):
-        kw = {} if callback is None else {"callback": callback}
-        keys = self.pipe.sample_batch(prompts, generator=generator, steps=steps, guidance=guidance, sampler=sampler,
-                                      frames=len(KEYFRAMES), stride=4, **kw)
-        return self.fill(prompts, keys, generator=generator)
-
-    def fill(self, prompts, keyframes, *, generator, steps=None, guidance=None, sampler=None, callback=None):
-        return crossfade(np.asarray(keyframes))
-
-    def __call__(self, s: Settings, first_frame=None, inspector=None, callback=None) -> Generation:
-        """One clip; ``callback`` sees the keyframe model's steps (the real cascade's: K's, then T's)."""
-        t0 = time.perf_counter()
-        s = self.pipe.complete(s)
-        video = self.sample_batch([s.prompt], generator=torch.Generator().manual_seed(int(s.seed)), steps=s.steps,
-                                  guidance=s.guidance, sampler=s.sampler, callback=callback)[0]
-        return Generation(video, s, self.tokenizer.encode(s.prompt), time.perf_counter() - t0,
-                          precision=self.precision)

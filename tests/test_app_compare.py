@@ -1,6 +1,5 @@
 """The Compare tab's ``/compare`` endpoint through gradio_client against the launched studio (tiny STUNet via
-STUNET_MODEL; the cascade via STUNET_CASCADE_MODEL when ``stunet.cascade`` can save a tiny one, else the
-stand-in ``compare_fakes.TinyCascade`` handed to ``build_demo``): integration tier."""
+STUNET_MODEL, a random tiny cascade via STUNET_CASCADE_MODEL): integration tier."""
 from __future__ import annotations
 
 import json
@@ -9,7 +8,6 @@ import shutil
 
 import numpy as np
 import pytest
-from compare_fakes import TinyCascade
 from conftest import launched_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
@@ -27,19 +25,15 @@ def quick_checkpoint(tiny_checkpoint, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cascade_kw(quick_checkpoint, tmp_path_factory):
-    try:
-        from stunet.cascade.testing import save_tiny_cascade
-    except ImportError:
-        from stunet.pipeline import Pipeline
-        yield {"cascade": TinyCascade(Pipeline.from_pretrained(quick_checkpoint))}
-        return
+def cascade_env(tmp_path_factory):
+    """STUNET_CASCADE_MODEL names a random tiny cascade checkpoint (2 DDIM steps) inside the block."""
+    from stunet.cascade.testing import save_tiny_cascade
     d = tmp_path_factory.mktemp("tiny-cascade")
     save_tiny_cascade(d, seed=0)
     old = os.environ.get("STUNET_CASCADE_MODEL")
     os.environ["STUNET_CASCADE_MODEL"] = str(d)
     try:
-        yield {}
+        yield d
     finally:
         if old is None:
             os.environ.pop("STUNET_CASCADE_MODEL", None)
@@ -48,10 +42,10 @@ def cascade_kw(quick_checkpoint, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(quick_checkpoint, cascade_kw):
+def client(quick_checkpoint, cascade_env):
     from gradio_client import Client
-    with launched_app(quick_checkpoint, **cascade_kw) as (d, url):
-        assert d.compare_tab is not None
+    with launched_app(quick_checkpoint) as (d, url):
+        assert d.compare_tab is not None and d.compare_tab.directory == cascade_env
         yield Client(url, verbose=False)
 
 

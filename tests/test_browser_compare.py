@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_app_compare import cascade_kw, quick_checkpoint  # noqa: F401 - fixtures
+from test_app_compare import cascade_env, quick_checkpoint  # noqa: F401 - fixtures
 from test_browser import ARTIFACTS, CHROMIUM, _need_chromium
 
 from conftest import launched_app
@@ -14,10 +14,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:.*no_silen
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 
 
-def test_compare_tab_end_to_end(quick_checkpoint, cascade_kw):  # noqa: F811
+def test_compare_tab_end_to_end(quick_checkpoint, cascade_env):  # noqa: F811
     _need_chromium()
     from playwright.sync_api import sync_playwright
-    with launched_app(quick_checkpoint, **cascade_kw) as (_, url), sync_playwright() as p:
+    with launched_app(quick_checkpoint) as (_, url), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         try:

@@ -1,7 +1,8 @@
 """``stunet compare`` (issue 18): the prompt set, scoring, aggregates, report files and the command line.
 
-Fast and seeded: a "model" that draws the world's own clips stands for a perfect STUNet, and the cascade is a
-stand-in (``compare_fakes``) until ``stunet.cascade`` lands: the world's keyframes or a tiny STUNet's, cross-faded.
+Fast and seeded: a "model" that draws the world's own clips stands for a perfect STUNet against a cascade of the
+world's true keyframes, cross-faded (``compare_fakes``); the command line runs the tiny STUNet against a random tiny
+cascade (``stunet.cascade.testing``).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from compare_fakes import KEYFRAMES, TinyCascade, WorldCascade, WorldModel, crossfade
+from compare_fakes import KEYFRAMES, WorldCascade, WorldModel, crossfade
 
 from stunet.shapes import compare as C
 from stunet.shapes import periodic, world
@@ -176,20 +177,9 @@ def test_measure_and_pictures():
 
 # ----------------------------------------------------------------------------- command line
 @pytest.fixture
-def cascade_dir(monkeypatch, tmp_path, tiny_checkpoint):
-    """A tiny cascade checkpoint (``stunet.cascade.testing``); until that lands, ``load_cascade`` answers with the
-    stand-in cascade on the tiny STUNet for a copy of the tiny checkpoint."""
-    try:
-        from stunet.cascade.testing import save_tiny_cascade
-    except ImportError:
-        from stunet.pipeline import Pipeline
-
-        def load(directory, precision=None):
-            C._check_dir("--cascade", directory)
-            return TinyCascade(Pipeline.from_pretrained(tiny_checkpoint, precision="fp32"))
-
-        monkeypatch.setattr(C, "load_cascade", load)
-        return tiny_checkpoint
+def cascade_dir(tmp_path):
+    """A random tiny cascade checkpoint (``stunet.cascade.testing``: 16x16, 32 frames, 2 DDIM steps)."""
+    from stunet.cascade.testing import save_tiny_cascade
     return save_tiny_cascade(tmp_path / "cascade", seed=0)
 
 

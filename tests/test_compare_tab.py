@@ -1,11 +1,10 @@
-"""The studio's Compare tab (demo.compare), in process on the tiny model and the stand-in cascade
-(``compare_fakes.TinyCascade`` until ``stunet.cascade`` lands): offered only with a cascade, the handler's outputs
-and its input checks."""
+"""The studio's Compare tab (demo.compare), in process on the tiny model and a random tiny cascade
+(``stunet.cascade.testing``): offered only with a cascade, the handler's outputs, its input checks and job limit."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from compare_fakes import KEYFRAMES, TinyCascade
+from compare_fakes import KEYFRAMES
 
 from demo.limits import LimitError
 from stunet.defaults import SamplingDefaults
@@ -22,13 +21,22 @@ def pipe(tiny_model, tiny_tokenizer):
 
 
 @pytest.fixture(scope="module")
-def tab(pipe):
+def cascade(tmp_path_factory):
+    from stunet.cascade import CascadePipeline, load_pipeline
+    from stunet.cascade.testing import save_tiny_cascade
+    c = load_pipeline(save_tiny_cascade(tmp_path_factory.mktemp("tiny-cascade"), seed=0, steps=2), precision="fp32")
+    assert isinstance(c, CascadePipeline)
+    return c
+
+
+@pytest.fixture(scope="module")
+def tab(pipe, cascade):
     from demo.compare import CompareTab
     from demo.studio import Studio
-    return CompareTab(Studio(pipe), lambda: TinyCascade(pipe))
+    return CompareTab(Studio(pipe), lambda: cascade)
 
 
-def test_no_cascade_no_tab(pipe, monkeypatch, tmp_path):
+def test_no_cascade_no_tab(pipe, cascade, monkeypatch, tmp_path):
     from demo import models
     from demo.app import build_demo
     monkeypatch.setenv(models.CASCADE_MODEL_ENV, str(tmp_path / "none"))
@@ -39,7 +47,7 @@ def test_no_cascade_no_tab(pipe, monkeypatch, tmp_path):
         assert not any(f.api_name == "compare" for f in d.fns.values())
     finally:
         d.close()
-    d = build_demo(pipe, warm=False, janitor=False, cascade=TinyCascade(pipe))
+    d = build_demo(pipe, warm=False, janitor=False, cascade=cascade)
     try:
         assert d.compare_tab is not None
         fn = next(f for f in d.fns.values() if f.api_name == "compare")
@@ -86,7 +94,7 @@ def test_measure_md_and_shipped_report(tmp_path):
     assert image.ndim == 3 and caption.startswith(C.PLOT_CAPTION) and "Sanity bar" in caption
 
 
-def test_compare_stops_past_the_job_deadline(tiny_model, tiny_tokenizer, monkeypatch):
+def test_compare_stops_past_the_job_deadline(tiny_model, tiny_tokenizer, cascade, monkeypatch):
     from demo import limits as L
     from demo.compare import CompareTab
     from demo.studio import Studio
@@ -95,5 +103,5 @@ def test_compare_stops_past_the_job_deadline(tiny_model, tiny_tokenizer, monkeyp
     calls = []
     monkeypatch.setattr(L, "job_deadline_s", lambda first, steps: calls.append(steps) or 0.0)   # any pace is over it
     with pytest.raises(LimitError, match="over this server's limit"):
-        CompareTab(Studio(pipe), lambda: TinyCascade(pipe)).compare(PROMPT, 1)
-    assert calls and calls[0] >= 3                 # stopped in the first run (the cascade's)
+        CompareTab(Studio(pipe), lambda: cascade).compare(PROMPT, 1)
+    assert calls == [3 * 2]                 # stopped in the first run, the cascade's: K's steps, then T's two runs
