@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import time
 
 import numpy as np
 import pytest
@@ -290,13 +291,24 @@ def test_example_cache_and_cleanup(studio, monkeypatch, tmp_path):
 
 
 def test_deadline(studio, monkeypatch):
-    from conftest import slow_model
+    """A clip whose steps slow down past its first step's pace is stopped between steps."""
     from demo import limits as L
     monkeypatch.setattr(L, "JOB_DEADLINE_FLOOR_S", 0)
-    monkeypatch.setattr(L, "JOB_DEADLINE_MARGIN", 0.5)      # stop once a clip is projected past half its pace
-    with slow_model(studio.pipe.model, 0) as calls:
+    monkeypatch.setattr(L, "JOB_DEADLINE_MARGIN", 0.5)      # deadline: 0.5 x 4 steps at the first step's pace
+    calls = []
+
+    def pre(module, args):                                  # the first step at the machine's pace, then 2 s each
+        calls.append(1)
+        if len(calls) > 1:
+            time.sleep(2.0)
+
+    h = studio.pipe.model.register_forward_pre_hook(pre)
+    try:
         with pytest.raises(L.LimitError, match="limit per clip"):
             list(studio.generate("a blue square", 5, 4, 3.0, 8))
+    finally:
+        h.remove()
+    # after step 2 the projection is e1 + 2 + 2 x 2 s, past 2 x e1 for any first step e1 under 6 s
     assert len(calls) == 2                                  # stopped after the second of four steps
 
 
