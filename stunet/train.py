@@ -328,16 +328,8 @@ def _motion_weights(text: str) -> dict[str, float]:
     return out
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="stunet train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", default="shapes")
-    p.add_argument("--out", default="runs/shapes")
-    p.add_argument("--init", help="image-stage checkpoint (an image U-Net, e.g. RUN/image_unet) to inflate into the "
-                                  "video model; skips the image stage (ignored on --resume of a started run)")
-    p.add_argument("--image-steps", type=int, default=1500)
-    p.add_argument("--video-steps", type=int, default=6000)
-    p.add_argument("--batch", type=int, default=8, help="clips per step (per process)")
-    p.add_argument("--image-batch", type=int, default=64, help="frames per image step (per process)")
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """The optimisation and run flags ``stunet train`` and ``stunet train-cascade`` share (same defaults)."""
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--image-lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=200)
@@ -350,8 +342,42 @@ def parse_args(argv=None):
     p.add_argument("--precision", choices=PRECISIONS, default=PRECISION,
                    help="compute precision: auto (bf16 only where a probe measures it faster), fp32, bf16")
     p.add_argument("--no-bf16", dest="precision", action="store_const", const="fp32", help="same as --precision fp32")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: cores / processes)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+
+
+def add_video_data_args(p: argparse.ArgumentParser) -> None:
+    """How the video stage draws its examples (shared with ``stunet train-cascade``); checked by
+    ``check_video_data_args``."""
+    p.add_argument("--high-noise-frac", type=float, default=0.25,
+                   help="video stage: fraction of samples drawn from the last part of diffusion time")
+    p.add_argument("--high-noise-from", type=float, default=0.94,
+                   help="where that last part starts, as a fraction of train_timesteps")
+    p.add_argument("--motion-weights", type=_motion_weights, default={}, metavar="MOTION=W,...",
+                   help="video stage: draw clip kinds of these motions W times as often as the rest, e.g. "
+                        "'bouncing=2,orbiting=2,spinning=3' (default: every clip kind equally often)")
+
+
+def check_video_data_args(p: argparse.ArgumentParser, args) -> None:
+    if not 0.0 <= args.high_noise_frac <= 1.0:
+        p.error(f"--high-noise-frac must be in [0, 1], got {args.high_noise_frac}")
+    if not 0.0 <= args.high_noise_from < 1.0:
+        p.error(f"--high-noise-from must be in [0, 1), got {args.high_noise_from}")
+    if getattr(args, "workers", 0) < 0:
+        p.error(f"--workers must be >= 0, got {args.workers}")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="stunet train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="shapes")
+    p.add_argument("--out", default="runs/shapes")
+    p.add_argument("--init", help="image-stage checkpoint (an image U-Net, e.g. RUN/image_unet) to inflate into the "
+                                  "video model; skips the image stage (ignored on --resume of a started run)")
+    p.add_argument("--image-steps", type=int, default=1500)
+    p.add_argument("--video-steps", type=int, default=6000)
+    p.add_argument("--batch", type=int, default=8, help="clips per step (per process)")
+    p.add_argument("--image-batch", type=int, default=64, help="frames per image step (per process)")
+    add_run_args(p)
+    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: cores / processes)")
     p.add_argument("--workers", type=int, default=0,
                    help="DataLoader processes that draw the world's clips (per training process); 0: drawn "
                         "in the training process, in turn with the loss's random draws (reproducible)")
@@ -361,21 +387,10 @@ def parse_args(argv=None):
     p.add_argument("--add-frame-embedding", action="store_true",
                    help="on --resume of a run without it: add the frame-time MLP (config.frame_embedding; its "
                         "output starts at zero, so the model's function is unchanged) and restart the optimizer")
-    p.add_argument("--high-noise-frac", type=float, default=0.25,
-                   help="video stage: fraction of samples drawn from the last part of diffusion time")
-    p.add_argument("--high-noise-from", type=float, default=0.94,
-                   help="where that last part starts, as a fraction of train_timesteps")
-    p.add_argument("--motion-weights", type=_motion_weights, default={}, metavar="MOTION=W,...",
-                   help="video stage: draw clip kinds of these motions W times as often as the rest, e.g. "
-                        "'bouncing=2,orbiting=2,spinning=3' (default: every clip kind equally often)")
+    add_video_data_args(p)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    if not 0.0 <= args.high_noise_frac <= 1.0:
-        p.error(f"--high-noise-frac must be in [0, 1], got {args.high_noise_frac}")
-    if args.workers < 0:
-        p.error(f"--workers must be >= 0, got {args.workers}")
-    if not 0.0 <= args.high_noise_from < 1.0:
-        p.error(f"--high-noise-from must be in [0, 1), got {args.high_noise_from}")
+    check_video_data_args(p, args)
     return args
 
 

@@ -59,7 +59,6 @@ from tqdm import tqdm
 from ..checkpoint import estimate_parameters, load_pretrained, load_resume_ema
 from ..config import STUNetConfig
 from ..config import preset as stunet_preset
-from ..defaults import PRECISION, PRECISIONS
 from ..diffusion import add_noise, alphas_cumprod, target
 from ..flops import example_flops, stride_mixture_flops
 from ..model import STUNet, inflate
@@ -68,8 +67,9 @@ from ..precision import resolve as resolve_precision
 from ..shapes import world
 from ..shapes.data import Batch, tokenizer_for, video_batch
 from ..text import Tokenizer
-from ..train import (TASK_PROBS, _motion_weights, _unflatten_optimizer, batches, ema_update, learning_rate,
-                     load_counters, make_condition, run_stage, sample_timesteps, save_state)
+from ..train import (TASK_PROBS, _unflatten_optimizer, add_run_args, add_video_data_args, batches,
+                     check_video_data_args, ema_update, learning_rate, load_counters, make_condition, run_stage,
+                     sample_timesteps, save_state)
 from .checkpoint import save_cascade
 from .config import CascadeConfig, net_preset
 from .config import preset as cascade_preset
@@ -261,35 +261,15 @@ def parse_args(argv=None):
     p.add_argument("--image-batch", type=int, default=64, help="frames per image step")
     p.add_argument("--windows", type=float, default=None,
                    help="T windows per clip on average (default: as many as match stunet train's FLOPs per clip)")
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--image-lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--ema", type=float, default=0.999)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--ckpt-every", type=int, default=250)
-    p.add_argument("--minutes", type=float, default=float("inf"), help="wall-clock budget for this run")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state")
-    p.add_argument("--precision", choices=PRECISIONS, default=PRECISION,
-                   help="compute precision: auto (bf16 only where a probe measures it faster), fp32, bf16")
-    p.add_argument("--no-bf16", dest="precision", action="store_const", const="fp32", help="same as --precision fp32")
+    add_run_args(p)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
-    p.add_argument("--high-noise-frac", type=float, default=0.25,
-                   help="fraction of examples drawn from the last part of diffusion time (as stunet train)")
-    p.add_argument("--high-noise-from", type=float, default=0.94,
-                   help="where that last part starts, as a fraction of train_timesteps")
-    p.add_argument("--motion-weights", type=_motion_weights, default={}, metavar="MOTION=W,...",
-                   help="draw clip kinds of these motions W times as often as the rest (as stunet train)")
+    add_video_data_args(p)
     p.add_argument("--workers", type=int, default=0,
                    help="DataLoader processes that draw the world's clips (as stunet train); 0: drawn in the "
                         "training process, in turn with the loss's random draws (reproducible)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    if not 0.0 <= args.high_noise_frac <= 1.0:
-        p.error(f"--high-noise-frac must be in [0, 1], got {args.high_noise_frac}")
-    if not 0.0 <= args.high_noise_from < 1.0:
-        p.error(f"--high-noise-from must be in [0, 1), got {args.high_noise_from}")
+    check_video_data_args(p, args)
     if args.batch < 1 or args.image_batch < 1:
         p.error("--batch and --image-batch must be >= 1")
     if args.windows is not None and not 0.0 <= args.windows <= 8:
@@ -298,8 +278,6 @@ def parse_args(argv=None):
         cascade_preset(args.preset)
     except ValueError as e:
         p.error(str(e))
-    if args.workers < 0:
-        p.error(f"--workers must be >= 0, got {args.workers}")
     return args
 
 
