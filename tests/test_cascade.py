@@ -336,3 +336,26 @@ def test_experiment_driver_runs_both_arms_from_one_image_stage(tmp_path):
     # resumable: a second run finds every stage done and trains nothing more
     again = exp.main(argv)
     assert again["arms"]["cascade"]["clips"] == 4 and again["arms"]["stunet"]["clips"] == 4
+
+
+@pytest.mark.slow
+def test_experiment_driver_trains_the_arms_in_parallel_processes(tmp_path):
+    from conftest import load_script
+    exp = load_script("cascade_experiment")
+    run = tmp_path / "run"
+    argv = ["--out", str(run), "--budget-clips", "4", "--batch", "2", "--preset", "tiny", "--image-steps", "2",
+            "--image-batch", "4", "--device", "cpu", "--precision", "fp32", "--threads", "2", "--log-every", "1",
+            "--quiet", "--parallel"]
+    arms = exp.main(argv)["arms"]
+    for name in ("stunet", "cascade"):
+        assert arms[name]["step"] == 2 and arms[name]["clips"] == 4 and arms[name]["flops"] > 0, arms[name]
+    for log in (run / "stunet" / "train.log", run / "cascade" / "train.log"):
+        start = next(json.loads(x) for x in log.read_text().splitlines() if '"start"' in x)
+        assert start["args"]["threads"] == 1                          # half of --threads each
+    assert (run / "train.out").is_file() and (run / "train-cascade.out").is_file()
+    (run / "cascade" / "train_state" / "state.json").write_text("{broken")      # an arm that fails is reported
+    (run / "budget.json").unlink()
+    argv[argv.index("--budget-clips") + 1] = "8"
+    with pytest.raises(SystemExit, match="train-cascade"):
+        exp.main(argv)
+    assert not (run / "budget.json").exists()
