@@ -4,7 +4,8 @@ Offered only where a cascade checkpoint is shipped (``demo.models.cascade_availa
 default ``assets/stunet-cascade``); without one the studio has no Compare tab and no ``/compare`` endpoint.
 
 * the two clips as ONE animation (STUNet left, cascade right, the cascade's keyframes bordered in amber), so
-  they always play in sync;
+  they always play in sync. The STUNet is the one trained on the cascade's budget when the cascade folder ships it
+  (``stunet.shapes.compare.equal_budget_stunet``: the fair pair of ``stunet compare``), else the studio's own;
 * their X-T slices (``stunet.analysis.xt_slice``) through each clip's object row, the cascade's keyframe rows
   ticked;
 * under each clip, what the periodic detectors measure (``stunet.shapes.compare.measure``: rate, period, sense,
@@ -86,11 +87,31 @@ def shipped_report(directory: Path | None) -> tuple[np.ndarray | None, str]:
 class CompareTab:
     """The Compare tab's handler, on a ``Studio`` (its STUNet pipeline, output files, limits) and a cascade."""
 
-    def __init__(self, studio: Studio, loader: Callable[[], Any], directory: Path | None = None):
+    def __init__(self, studio: Studio, loader: Callable[[], Any], directory: Path | None = None,
+                 stunet_loader: Callable[[], Any] | None = None):
         self.studio = studio
         self._loader = loader
         self._cascade = None
         self.directory = directory
+        self._stunet_loader = stunet_loader       # None: the studio's pipeline
+        self._stunet = None
+
+    @property
+    def equal_budget(self) -> bool:
+        """Whether the left clip comes from the STUNet trained on the cascade's budget (else the studio's model)."""
+        return self._stunet_loader is not None
+
+    @property
+    def stunet_label(self) -> str:
+        return "STUNet, same training budget" if self.equal_budget else "STUNet (the studio's model)"
+
+    @property
+    def stunet(self):
+        if self._stunet_loader is None:
+            return self.studio.pipe
+        if self._stunet is None:
+            self._stunet = self._stunet_loader()
+        return self._stunet
 
     @property
     def cascade(self):
@@ -118,7 +139,7 @@ class CompareTab:
         cas = cascade(Settings(prompt, seed=seed), callback=self._stepper("Cascade", t0, 0.0, 0.5, progress))
         t1 = time.perf_counter()
         progress(0.5, desc="STUNet: the whole clip at once")
-        st = studio.pipe(Settings(prompt, seed=seed, frames=frames),
+        st = self.stunet(Settings(prompt, seed=seed, frames=frames),
                          callback=self._stepper("STUNet", t1, 0.5, 1.0, progress))
         t2 = time.perf_counter()
         a, b = np.asarray(st.video), np.asarray(cas.video)
@@ -136,11 +157,12 @@ class CompareTab:
         Image.fromarray(xt).save(xt_path)
         ms = {"stunet": C.measure(a, prompt), "cascade": C.measure(b, prompt)}
         info = {"prompt": prompt, "seed": seed, "frames": len(a), "keyframes": kf, "xt_rows": list(rows),
+                "stunet_model": "equal budget" if self.equal_budget else "studio",
                 "seconds": {"stunet": round(t2 - t1, 2), "cascade": round(t1 - t0, 2)}, **ms}
         studio.prune_cache()
         status = (f"**Done**: **{md_escape(prompt)}**, seed {seed}: STUNet {t2 - t1:.1f} s, cascade {t1 - t0:.1f} s · "
                   f"{len(a)} frames, keyframes every {kf[1] - kf[0]}.")
-        return (str(video), str(xt_path), self.measure_md("STUNet", ms["stunet"]),
+        return (str(video), str(xt_path), self.measure_md(self.stunet_label, ms["stunet"]),
                 self.measure_md("Cascade", ms["cascade"]), info, status)
 
     @staticmethod
@@ -183,7 +205,9 @@ def compare_tab_for(studio: Studio, cascade=None) -> CompareTab | None:
     d = models.cascade_available()
     if d is None:
         return None
-    return CompareTab(studio, lambda: models.load_cascade(d), d)
+    same = C.equal_budget_stunet(d)
+    return CompareTab(studio, lambda: models.load_cascade(d), d,
+                      stunet_loader=(lambda: models.load(same)) if same is not None else None)
 
 
 def build_compare_tab(tab: CompareTab, prompt_value: str = "") -> CompareControls:
@@ -201,7 +225,8 @@ def build_compare_tab(tab: CompareTab, prompt_value: str = "") -> CompareControl
     status = gr.Markdown("Press **Compare** to run the prompt through both models.", elem_id="compare-status")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            video = gr.Video(label="Left: STUNet (all frames at once) · right: keyframe cascade (keyframes in amber)",
+            video = gr.Video(label=f"Left: {tab.stunet_label} (all frames at once) · right: keyframe cascade "
+                             "(keyframes in amber)",
                              autoplay=True, loop=True, interactive=False, height=300, elem_id="compare-video",
                              buttons=["download"])
             with gr.Row():

@@ -116,6 +116,9 @@ def test_aggregates_of_hand_made_rows():
     assert bounce_row["better"]["winner"] == "stunet" and bounce_row["better"]["rate_error_points"] == pytest.approx(4.0)
     assert C.better_text(bounce_row["better"]) == "STUNet (4 pts less rate error)"
     assert a["by_cycles"]["stunet"] == [[0.25, pytest.approx(0.02), 1, 100.0], [pytest.approx(4 / 6), pytest.approx(0.3), 2, 50.0]]
+    assert a["by_motion_cycles"]["stunet"] == {"spinning": [a["by_cycles"]["stunet"][1]],
+                                               "bouncing": [a["by_cycles"]["stunet"][0]]}
+    assert a["by_motion_cycles"]["cascade"]["spinning"] == [[pytest.approx(4 / 6), pytest.approx(0.5), 1, 0.0]]
     assert a["overall"]["cascade"]["n"] == 3 and a["overall"]["cascade"]["reversed"] == 1
     table = C.format_table({**a, "settings": {"prompts": 3, "seeds": [0], "frames": 32, "keyframes": list(KEYFRAMES),
                                               "keyframe_interval": 4}})
@@ -138,7 +141,7 @@ def test_outputs_json_table_and_plot_with_the_nyquist_line(perfect, tmp_path):
     paths = C.write_outputs(r, tmp_path / "out")
     data = json.loads(paths["json"].read_text())
     assert "videos" not in data and len(data["rows"]) == 4 * 14
-    assert {x["model"] for x in data["rows"]} == set(C.MODELS) and data["sanity_bar"]["holds"] is True
+    assert {x["model"] for x in data["rows"]} == set(C.MODELS) - {"reference"} and data["sanity_bar"]["holds"] is True
     table = paths["table"].read_text()
     assert "Sanity bar **holds**" in table and "oracle right %" in table and "| all |" in table
     assert "At or past the keyframes' Nyquist limit" in table
@@ -150,6 +153,13 @@ def test_outputs_json_table_and_plot_with_the_nyquist_line(perfect, tmp_path):
     assert len(nyquist) == 1 and "Nyquist" in nyquist[0].get_label()
     labels = [ln.get_label() for ln in ax.lines]
     assert all(C.LABELS[m] in labels for m in ("stunet", "cascade", "oracle"))
+    assert all(m in labels for m in ("spinning", "orbiting", "bouncing"))              # the motions' markers
+    # one line per model and periodic motion, through that motion's rates only
+    cascade_color = next(ln.get_color() for ln in ax.lines if ln.get_label() == "cascade")
+    drawn = [ln for ln in ax.lines if ln.get_color() == cascade_color and len(ln.get_xdata())]
+    assert len(drawn) == 3
+    assert sorted(sorted(np.round(ln.get_xdata(), 6)) for ln in drawn) == \
+        sorted(sorted(c for c, *_ in pts) for pts in r["by_motion_cycles"]["cascade"].values())
     assert "cycles per keyframe interval" in ax.get_xlabel()
 
 
@@ -221,3 +231,35 @@ def test_better_when_one_side_is_not_measurable():
     b = a["periodic"][0]["better"]
     assert b["winner"] == "stunet" and b["rate_error_points"] is None
     assert C.better_text(b) == "STUNet (the cascade not measurable)"
+
+
+def test_a_reference_stunet_is_reported_beside_the_pair_but_outside_the_verdict(perfect):
+    prompts = C.compare_prompts(quick=True)[:5]
+    ref = WorldModel()
+    r = C.run(WorldModel(), WorldCascade(), prompts, seeds=1, batch_size=5, reference=ref)
+    assert r["models"] == ["stunet", "reference", "cascade", "oracle", "world"] and ref.calls == 1
+    rows = {m: [{k: v for k, v in x.items() if k != "model"} for x in r["rows"] if x["model"] == m]
+            for m in ("stunet", "reference")}
+    assert len(rows["reference"]) == 5 and rows["reference"] == rows["stunet"]     # same generators, same clips
+    assert r["settings"]["reference"] is True and r["seconds"]["reference"] >= 0
+    table = C.format_table(r)
+    assert "| reference STUNet (its own budget) | 5 |" in table and "reference right %" in table
+    alone = C.run(WorldModel(), WorldCascade(), prompts, seeds=1, batch_size=5)
+    assert [x for x in r["rows"] if x["model"] != "reference"] == alone["rows"]  # the others do not move
+    assert r["better_overall"] == alone["better_overall"]
+
+
+def test_cli_reference_flag(tmp_path, capsys, tiny_checkpoint, cascade_dir):
+    from stunet.cli import main
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red square quickly spinning\n")
+    out = tmp_path / "cmp"
+    base = ["compare", "--stunet", str(tiny_checkpoint), "--cascade", str(cascade_dir), "--seeds", "1",
+            "--out", str(out), "--prompts", str(prompts), "--steps", "2", "--precision", "fp32", "--no-oracle", "--quiet"]
+    assert main(base + ["--reference", str(cascade_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --reference:") and "keyframe cascade" in err and not out.exists()
+    assert main(base + ["--reference", str(tiny_checkpoint)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert [x["model"] for x in data["rows"]] == ["stunet", "reference", "cascade"]
+    assert data["settings"]["reference_dir"] == str(tiny_checkpoint)

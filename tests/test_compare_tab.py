@@ -63,7 +63,8 @@ def test_compare_outputs(tab):
     from PIL import Image
     with Image.open(xt) as im:
         assert im.size[1] == 32 * 8 and im.size[0] > 2 * 16 * 8
-    assert st_md.startswith("**STUNet**") and cas_md.startswith("**Cascade**")
+    assert st_md.startswith("**STUNet (the studio's model)**") and cas_md.startswith("**Cascade**")
+    assert info["stunet_model"] == "studio"
     assert info["keyframes"] == list(KEYFRAMES) and info["frames"] == 32 and info["seed"] == 3
     assert info["stunet"]["scorable"] and info["cascade"]["scorable"] and "text" in info["stunet"]
     assert "**Done**" in status and "seed 3" in status
@@ -105,3 +106,27 @@ def test_compare_stops_past_the_job_deadline(tiny_model, tiny_tokenizer, cascade
     with pytest.raises(LimitError, match="over this server's limit"):
         CompareTab(Studio(pipe), lambda: cascade).compare(PROMPT, 1)
     assert calls == [3 * 2]                 # stopped in the first run, the cascade's: K's steps, then T's two runs
+
+
+def test_the_cascade_folders_equal_budget_stunet_is_the_left_clip(pipe, cascade, tiny_checkpoint, tmp_path, monkeypatch):
+    """A cascade folder that ships ``equal-budget-stunet/`` pairs the cascade with it, not with the studio's model."""
+    import shutil
+
+    from demo import models
+    from demo.compare import compare_tab_for
+    from demo.studio import Studio
+    from stunet.cascade.testing import save_tiny_cascade
+    d = save_tiny_cascade(tmp_path / "cascade", seed=0, steps=2)
+    monkeypatch.setenv(models.CASCADE_MODEL_ENV, str(d))
+    studio = Studio(pipe)
+    assert C.equal_budget_stunet(d) is None and not compare_tab_for(studio).equal_budget
+    shutil.copytree(tiny_checkpoint, d / C.EQUAL_BUDGET_STUNET)
+    assert C.equal_budget_stunet(d) == d / C.EQUAL_BUDGET_STUNET
+    tab = compare_tab_for(studio)
+    assert tab.equal_budget and tab.directory == d and tab._stunet is None          # loaded on first use
+    loaded = []
+    tab._stunet_loader = lambda: loaded.append(1) or pipe
+    _, _, st_md, _, info, _ = tab.compare(PROMPT, 1)
+    tab.compare(PROMPT, 2)
+    assert loaded == [1] and info["stunet_model"] == "equal budget"
+    assert st_md.startswith("**STUNet, same training budget**")

@@ -12,7 +12,9 @@ super-resolution between them) aliases. This module measures it on the shapes wo
   cascade's TSR stage alone (``fill``) on the world's TRUE keyframes (frames 0, 4, ..., 28 of the
   clip the prompt describes, rendered by the world with the clip's seed): what the cascade loses
   with keyframes that are exactly right is interpolation error, the rest is keyframe aliasing. The
-  world's own clips (``world``, the ceiling) come free with the oracle's keyframes;
+  world's own clips (``world``, the ceiling) come free with the oracle's keyframes. Optionally a
+  ``reference`` STUNet (another budget, e.g. the shipped model) on the same generators as ``stunet``:
+  reported beside the others, never part of the verdict (which compares the equal-budget pair);
 * every clip is scored by the four detectors (``metrics.evaluate_clip``: colour, shape, motion,
   coherence) and, for periodic prompts, the periodic detectors (``periodic.evaluate_periodic``);
 * ``aggregate``: per model x motion x speed (x shape for spins, whose period depends on the shape):
@@ -43,10 +45,10 @@ import numpy as np
 from . import metrics, periodic, world
 from .periodic import KEYFRAME_STRIDE, NYQUIST, RATE_TOLERANCE, SPEED_NAMES
 
-MODELS = ("stunet", "cascade", "oracle", "world")
-LABELS = {"stunet": "STUNet", "cascade": "cascade", "oracle": "oracle (TSR on true keyframes)",
-          "world": "world (true clips)"}
-SHORT = {"stunet": "STUNet", "cascade": "cascade", "oracle": "oracle", "world": "world"}
+MODELS = ("stunet", "reference", "cascade", "oracle", "world")
+LABELS = {"stunet": "STUNet", "reference": "reference STUNet (its own budget)", "cascade": "cascade",
+          "oracle": "oracle (TSR on true keyframes)", "world": "world (true clips)"}
+SHORT = {"stunet": "STUNet", "reference": "reference", "cascade": "cascade", "oracle": "oracle", "world": "world"}
 SANITY_BAR = 90.0             # % colour, shape and linear motion the cascade must reach for a fair comparison
 SANITY_METRICS = ("color", "shape", "linear_motion")
 DEFAULT_SEEDS = 3
@@ -55,6 +57,7 @@ SEED_BASE = 1_000_003         # batch generator seed = SEED_BASE * seed + batch 
 ORACLE_OFFSET = 500_000
 WORLD_SEED = 10_007           # the world clip of (prompt i, seed s) is drawn with seed WORLD_SEED * s + i
 SPEED_ORDER = {"slow": 0, "normal": 1, "quick": 2}
+EQUAL_BUDGET_STUNET = "equal-budget-stunet"   # a cascade folder's STUNet trained on the same budget (the fair pair)
 
 
 # ----------------------------------------------------------------------------- prompts
@@ -194,12 +197,13 @@ def keyframe_indices(cascade) -> list[int]:
 
 def run(stunet, cascade, prompts: Sequence[str] | None = None, seeds=DEFAULT_SEEDS, *, batch_size: int = 8,
         steps: int | None = None, guidance: float | None = None, sampler: str | None = None, oracle: bool = True,
-        keep_clips: bool = False, progress: Callable[[str], None] | None = None) -> dict:
+        reference=None, keep_clips: bool = False, progress: Callable[[str], None] | None = None) -> dict:
     """Generate and score every (prompt, seed) with both models (and the oracle control and the world).
 
     stunet: anything with ``sample_batch(prompts, generator=, steps=, guidance=, sampler=, frames=)`` ->
     (b t h w 3) uint8 (a ``Pipeline``); cascade: ``sample_batch(prompts, generator=, steps=, guidance=,
-    sampler=)``, ``fill(prompts, keyframes, generator=)`` and ``keyframe_frames`` (a ``CascadePipeline``).
+    sampler=)``, ``fill(prompts, keyframes, generator=)`` and ``keyframe_frames`` (a ``CascadePipeline``);
+    reference: None or a second STUNet like ``stunet``, sampled on the same generators (rows ``reference``).
     steps / guidance / sampler None: each model's own. Returns the JSON-able result (``aggregate``'s keys,
     ``settings``, ``prompts``, per-clip ``rows``, ``seconds``); with ``keep_clips`` also ``videos``
     ({model: [(prompt, seed, video)]}, not JSON-able).
@@ -217,22 +221,25 @@ def run(stunet, cascade, prompts: Sequence[str] | None = None, seeds=DEFAULT_SEE
     kw = {k: v for k, v in (("steps", steps), ("guidance", guidance), ("sampler", sampler)) if v is not None}
     jobs = [(i, p, s) for s in seeds for i, p in enumerate(prompts)]
     clips: dict[str, list] = {m: [] for m in MODELS}
-    seconds = dict.fromkeys(("stunet", "cascade", "oracle", "score"), 0.0)
+    seconds = dict.fromkeys(("stunet", "cascade", "oracle", "score") + (("reference",) if reference else ()), 0.0)
     say = progress or (lambda msg: None)
     t_all = time.perf_counter()
     for start, chunk in _batches(jobs, batch_size):
         texts = [p for _, p, _ in chunk]
         first_seed = chunk[0][2]
-        t0 = time.perf_counter()
-        v = _check_videos(stunet.sample_batch(texts, generator=_generator(first_seed, start), frames=frames, **kw),
-                          len(chunk), frames, "the STUNet")
-        clips["stunet"] += [(i, p, s, x) for (i, p, s), x in zip(chunk, v)]
+        for name, model, who in (("stunet", stunet, "the STUNet"), ("reference", reference, "the reference STUNet")):
+            if model is None:
+                continue
+            t0 = time.perf_counter()
+            v = _check_videos(model.sample_batch(texts, generator=_generator(first_seed, start), frames=frames, **kw),
+                              len(chunk), frames, who)
+            clips[name] += [(i, p, s, x) for (i, p, s), x in zip(chunk, v)]
+            seconds[name] += time.perf_counter() - t0
         t1 = time.perf_counter()
         c = _check_videos(cascade.sample_batch(texts, generator=_generator(first_seed, start), **kw),
                           len(chunk), frames, "the cascade")
         clips["cascade"] += [(i, p, s, x) for (i, p, s), x in zip(chunk, c)]
         t2 = time.perf_counter()
-        seconds["stunet"] += t1 - t0
         seconds["cascade"] += t2 - t1
         if oracle:
             size = c.shape[2]
@@ -253,7 +260,8 @@ def run(stunet, cascade, prompts: Sequence[str] | None = None, seeds=DEFAULT_SEE
     seconds["score"] = time.perf_counter() - t0
     result = {"settings": {"prompts": len(prompts), "seeds": seeds, "frames": frames, "keyframes": kf,
                            "keyframe_interval": kf[1] - kf[0], "batch_size": batch_size, "steps": steps,
-                           "guidance": guidance, "sampler": sampler, "oracle": oracle},
+                           "guidance": guidance, "sampler": sampler, "oracle": oracle,
+                           "reference": reference is not None},
               "prompts": prompts, **aggregate(rows, kf[1] - kf[0]), "rows": rows, "seconds": seconds}
     if keep_clips:
         result["videos"] = {m: [(p, s, x) for _, p, s, x in clips[m]] for m in MODELS if clips[m]}
@@ -307,7 +315,8 @@ def aggregate(rows: Sequence[dict], interval: int = KEYFRAME_STRIDE) -> dict:
     cascade rows); ``periodic``: per motion x speed (x shape for spins) its period, cycles per keyframe
     interval and per model n, measurable, right_pct, mean / max rate error, reversed, plus ``better``
     (STUNet against the cascade); ``by_cycles`` per model: [cycles per keyframe, mean rate error, measurable
-    clips, right %] per distinct rate (the plot's points); ``overall`` per model over all periodic clips.
+    clips, right %] per distinct rate, and ``by_motion_cycles`` the same per model and periodic motion (the
+    plot's lines); ``overall`` per model over all periodic clips.
     """
     rows = list(rows)
     models = [m for m in MODELS if any(r["model"] == m for r in rows)]
@@ -335,20 +344,23 @@ def aggregate(rows: Sequence[dict], interval: int = KEYFRAME_STRIDE) -> dict:
         table.append({"motion": key[0], "speed": key[1], "shape": key[2], "period": float(spec.period),
                       "cycles_per_keyframe": float(g[0]["cycles_per_keyframe"]), "models": stats,
                       "better": _better(stats.get("stunet"), stats.get("cascade"))})
-    by_cycles = {}
-    for m in models:
-        pts = {}
-        for r in per:
-            if r["model"] == m:
-                pts.setdefault(round(float(r["cycles_per_keyframe"]), 6), []).append(r)
-        by_cycles[m] = [[c, _periodic_stats(rs)["mean_rate_error"], _periodic_stats(rs)["measurable"],
-                         _periodic_stats(rs)["right_pct"]] for c, rs in sorted(pts.items())]
+    def points(rs: list[dict]) -> list[list]:
+        pts: dict[float, list[dict]] = {}
+        for r in rs:
+            pts.setdefault(round(float(r["cycles_per_keyframe"]), 6), []).append(r)
+        return [[c, st["mean_rate_error"], st["measurable"], st["right_pct"]]
+                for c, st in ((c, _periodic_stats(g)) for c, g in sorted(pts.items()))]
+
+    by_cycles = {m: points([r for r in per if r["model"] == m]) for m in models}
+    by_motion = {m: {mo: points([r for r in per if r["model"] == m and r["motion"] == mo])
+                     for mo in periodic.PERIODIC_MOTIONS if any(r["model"] == m and r["motion"] == mo for r in per)}
+                 for m in models}
     overall = {m: _periodic_stats([r for r in per if r["model"] == m]) for m in models}
     holds = sanity["cascade"]["bar"] if "cascade" in sanity else None
     return metrics._jsonable({
         "models": models, "sanity": sanity, "sanity_bar": {"threshold": SANITY_BAR, "metrics": list(SANITY_METRICS),
                                                            "model": "cascade", "holds": holds},
-        "periodic": table, "by_cycles": by_cycles, "overall": overall,
+        "periodic": table, "by_cycles": by_cycles, "by_motion_cycles": by_motion, "overall": overall,
         "better_overall": _better(overall.get("stunet"), overall.get("cascade")),
         "keyframe_interval": interval, "nyquist_cycles": NYQUIST, "rate_tolerance": RATE_TOLERANCE})
 
@@ -405,7 +417,7 @@ def format_table(result: dict) -> str:
         s = result["sanity"][m]
         lines.append(f"| {LABELS.get(m, m)} | {s['clips']} | {_f(s['color'])} | {_f(s['shape'])} | "
                      f"{_f(s['linear_motion'])} | {_f(s['coherence'])} | {'yes' if s['bar'] else 'no'} |")
-    shown = [m for m in ("stunet", "cascade", "oracle") if m in models]
+    shown = [m for m in ("stunet", "reference", "cascade", "oracle") if m in models]
     head = ["periodic", "speed", "shape", "period", "cycles / keyframe", "clips"]
     head += [f"{SHORT[m]} right %" for m in shown] + [f"{SHORT[m]} rate err %" for m in shown]
     head += ["reversed " + " / ".join(SHORT[m] for m in shown), "better"]
@@ -459,26 +471,44 @@ PLOT_CAPTION = ("Mean relative rate error of spins, orbits and bounces against h
                 "while STUNet, which makes every frame at once, need not.")
 
 
+MOTION_MARKERS = {"spinning": "o", "orbiting": "s", "bouncing": "^"}
+
+
 def rate_error_figure(result: dict):
     """The matplotlib figure of ``plot_rate_error`` (Agg): mean relative rate error (%) against cycles per
-    keyframe interval, one line per model, the keyframes' Nyquist limit (``NYQUIST``) a vertical dashed line."""
+    keyframe interval, the keyframes' Nyquist limit (``NYQUIST``) a vertical dashed line. One colour per model
+    and, where the result has ``by_motion_cycles``, one line per model and periodic motion (its marker: the
+    motions differ in difficulty, so one line through all of them would zig-zag between motions, not rates);
+    else one line per model through ``by_cycles``."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
-    style = {"stunet": dict(color="#1f77b4", marker="o"), "cascade": dict(color="#d62728", marker="s"),
-             "oracle": dict(color="#ff7f0e", marker="^", linestyle="--"),
-             "world": dict(color="#7f7f7f", marker=".", linestyle=":")}
-    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    style = {"stunet": dict(color="#1f77b4"), "cascade": dict(color="#d62728"),
+             "oracle": dict(color="#ff7f0e", linestyle="--"), "reference": dict(color="#6baed6", linestyle="-."),
+             "world": dict(color="#7f7f7f", linestyle=":")}
+    fig = Figure(figsize=(8.8, 4.4), dpi=100)
     ax = fig.subplots()
     top, right = 0.0, 0.0
+    by_motion = result.get("by_motion_cycles")
+    motions_seen = []
     for m in result["models"]:
-        pts = [(c, e) for c, e, *_ in result["by_cycles"].get(m, []) if e is not None]
-        if not pts:
-            continue
-        x, y = zip(*pts)
-        y = [100 * v for v in y]
-        top, right = max(top, max(y)), max(right, max(x))
-        ax.plot(x, y, label=LABELS.get(m, m), **style.get(m, {}))
+        lines = by_motion.get(m, {}) if by_motion else {None: result["by_cycles"].get(m, [])}
+        drawn = False
+        for motion, pts in lines.items():
+            pts = [(c, e) for c, e, *_ in pts if e is not None]
+            if not pts:
+                continue
+            x, y = zip(*pts)
+            y = [100 * v for v in y]
+            top, right = max(top, max(y)), max(right, max(x))
+            ax.plot(x, y, marker=MOTION_MARKERS.get(motion, "o"), label="_" + str(motion), **style.get(m, {}))
+            drawn = True
+            if motion and motion not in motions_seen:
+                motions_seen.append(motion)
+        if drawn:
+            ax.plot([], [], label=LABELS.get(m, m), **style.get(m, {}))              # the model's legend entry
+    for motion in motions_seen:
+        ax.plot([], [], color="black", linestyle="none", marker=MOTION_MARKERS[motion], label=motion)
     ax.axvline(NYQUIST, color="black", linestyle="--", linewidth=1.2,
                label=f"keyframe Nyquist limit ({NYQUIST:g} cycles / interval)")
     ax.set_xlabel(f"motion rate, cycles per keyframe interval ({result.get('keyframe_interval', KEYFRAME_STRIDE)} "
@@ -488,7 +518,7 @@ def rate_error_figure(result: dict):
     ax.set_ylim(0, max(10.0, top * 1.1))
     ax.set_title("STUNet vs keyframe cascade: periodic motion")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     return fig
 
@@ -568,6 +598,12 @@ def xt_pair(left: np.ndarray, right: np.ndarray, keyframes: Sequence[int], rows:
 
 
 # ----------------------------------------------------------------------------- loading
+def equal_budget_stunet(cascade_dir: str | Path) -> Path | None:
+    """The STUNet a cascade folder ships as its equal-budget counterpart (``DIR/equal-budget-stunet``), or None."""
+    d = Path(cascade_dir) / EQUAL_BUDGET_STUNET
+    return d if (d / "config.json").is_file() else None
+
+
 def _model_type(directory: str | Path) -> str:
     try:
         return str(json.loads((Path(directory) / "config.json").read_text()).get("model_type") or "")
@@ -599,12 +635,12 @@ def load_cascade(directory: str | Path, precision=None):
     return pipe
 
 
-def load_stunet(directory: str | Path, precision=None):
+def load_stunet(directory: str | Path, precision=None, flag: str = "--stunet"):
     """A STUNet checkpoint as a ``Pipeline``; ValueError for a missing folder or a cascade."""
     from ..pipeline import Pipeline
-    d = _check_dir("--stunet", directory)
+    d = _check_dir(flag, directory)
     if "cascade" in _model_type(d).lower():
-        raise ValueError(f"--stunet: {d} is a keyframe cascade; pass a STUNet checkpoint (e.g. assets/stunet-shapes)")
+        raise ValueError(f"{flag}: {d} is a keyframe cascade; pass a STUNet checkpoint (e.g. assets/stunet-shapes)")
     return Pipeline.from_pretrained(d, precision=precision)
 
 
@@ -617,6 +653,8 @@ def parse_args(argv=None):
                                 "motion (issue 18): writes results.json, table.md and rate_error.png.")
     p.add_argument("--stunet", required=True, help="STUNet checkpoint directory")
     p.add_argument("--cascade", required=True, help="keyframe cascade checkpoint directory")
+    p.add_argument("--reference", help="a second STUNet checkpoint reported beside them, outside the verdict "
+                   "(e.g. the shipped model, trained on a larger budget)")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help=f"seeds per prompt (default {DEFAULT_SEEDS})")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
@@ -649,13 +687,15 @@ def main(argv=None) -> int:
         _check_dir("--cascade", args.cascade)
         cascade = load_cascade(args.cascade, args.precision)
         stunet = load_stunet(args.stunet, args.precision)
+        reference = load_stunet(args.reference, args.precision, flag="--reference") if args.reference else None
         log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
         result = run(stunet, cascade, prompts, args.seeds, batch_size=args.batch, steps=args.steps,
-                     oracle=not args.no_oracle, progress=log)
+                     oracle=not args.no_oracle, reference=reference, progress=log)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    result["settings"].update(stunet_dir=str(args.stunet), cascade_dir=str(args.cascade))
+    result["settings"].update(stunet_dir=str(args.stunet), cascade_dir=str(args.cascade),
+                              reference_dir=str(args.reference) if args.reference else None)
     paths = write_outputs(result, args.out)
     print(format_table(result))
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
