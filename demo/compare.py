@@ -79,6 +79,8 @@ def shipped_report(directory: Path | None) -> tuple[np.ndarray | None, str]:
         caption += " " + C.sanity_text(result)
         if result.get("better_overall"):
             caption += f" Overall on periodic motion: {C.better_text(result['better_overall'])}."
+        if result.get("paired"):
+            caption += " " + C.paired_text(result["paired"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return image, caption

@@ -263,3 +263,31 @@ def test_cli_reference_flag(tmp_path, capsys, tiny_checkpoint, cascade_dir):
     data = json.loads((out / "results.json").read_text())
     assert [x["model"] for x in data["rows"]] == ["stunet", "reference", "cascade"]
     assert data["settings"]["reference_dir"] == str(tiny_checkpoint)
+
+
+def test_paired_difference_interval_and_mcnemar():
+    assert C.mcnemar_p(0, 0) == 1.0 and C.mcnemar_p(5, 0) == pytest.approx(2 * 0.5 ** 5)
+    assert C.mcnemar_p(3, 3) == 1.0 and C.mcnemar_p(10, 2) == pytest.approx(2 * sum(
+        __import__("math").comb(12, i) for i in range(3)) / 2 ** 12)
+    prompts = ["a red square quickly spinning", "a blue circle bouncing", "a green circle orbiting"]
+    rows = []
+    for seed in range(4):
+        for i, p in enumerate(prompts):
+            a = _row("stunet", p, err=0.05)
+            c = _row("cascade", p, right=(i == 2), err=0.05 if i == 2 else 0.4)
+            rows += [{**a, "seed": seed}, {**c, "seed": seed}]
+    rows.append({**_row("stunet", prompts[0]), "seed": 9})                 # no cascade clip: not a pair
+    rows.append({**_row("cascade", "a red circle moving left"), "seed": 0})  # linear: not periodic
+    p = C.paired(rows)
+    assert p["pairs"] == 12 and (p["only_a"], p["only_b"]) == (8, 0)
+    assert p["right_points"] == pytest.approx(100 * 8 / 12) and p["p"] == pytest.approx(2 * 0.5 ** 8)
+    lo, hi = p["ci95"]
+    assert 0 < lo < p["right_points"] < hi <= 100 and C.paired(rows) == p          # seeded: reproducible
+    assert p["rate_error_pairs"] == 12 and p["rate_error_points"] == pytest.approx(100 * 0.35 * 8 / 12)
+    assert "beyond chance (p < 0.05)" in C.paired_text(p) and "McNemar p = 0.00781" in C.paired_text(p)
+    same = C.paired([{**r, "model": m} for r in rows if r["model"] == "cascade" for m in ("stunet", "cascade")])
+    assert same["right_points"] == 0 and same["p"] == 1.0 and "not distinguishable" in C.paired_text(same)
+    a = C.aggregate(rows)
+    assert a["paired"] == p and set(a["paired_by_motion"]) == {"spinning", "orbiting", "bouncing"}
+    assert a["paired_by_motion"]["orbiting"]["right_points"] == 0
+    assert C.paired([r for r in rows if r["model"] == "stunet"]) is None

@@ -306,6 +306,74 @@ def _better(a: dict | None, b: dict | None) -> dict | None:
     return {"winner": winner, "right_points": dr, "rate_error_points": 100.0 * de if math.isfinite(de) else math.nan}
 
 
+SIGNIFICANCE = 0.05           # the paired verdict: McNemar's exact p below this (the bootstrap interval is descriptive)
+BOOTSTRAP_RESAMPLES = 4000
+BOOTSTRAP_SEED = 0
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value for paired right / wrong outcomes: ``only_a`` pairs right for A alone,
+    ``only_b`` for B alone (the discordant pairs; under no difference each is Binomial(n, 1/2))."""
+    n, k = only_a + only_b, min(only_a, only_b)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n
+    return min(1.0, 2.0 * tail)
+
+
+def paired(rows: Sequence[dict], a: str = "stunet", b: str = "cascade") -> dict | None:
+    """The pair's difference on the SAME (prompt, seed) periodic clips, with its uncertainty.
+
+    ``pairs``: clips both models made; ``only_a`` / ``only_b``: right for one model alone; ``right_points``:
+    right % of ``a`` minus ``b``, with ``ci95`` (a percentile bootstrap over the pairs, seeded, so the table
+    is reproducible) and ``p`` (exact McNemar). ``rate_error_points``: mean over the pairs both measured of
+    (``b``'s rate error - ``a``'s) in points (> 0: ``a`` closer to the prompt), with its ``rate_error_ci95``.
+    None when no pair exists.
+    """
+    key = lambda r: (r["prompt"], r.get("seed"))                                  # noqa: E731
+    ra = {key(r): r for r in rows if r["model"] == a and r.get("periodic")}
+    rb = {key(r): r for r in rows if r["model"] == b and r.get("periodic")}
+    keys = sorted(set(ra) & set(rb))
+    if not keys:
+        return None
+    x = np.array([bool(ra[k].get("right")) for k in keys], float)
+    y = np.array([bool(rb[k].get("right")) for k in keys], float)
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    idx = rng.integers(0, len(keys), (BOOTSTRAP_RESAMPLES, len(keys)))
+    boot = 100.0 * (x[idx] - y[idx]).mean(1)
+    out = {"models": [a, b], "pairs": len(keys), "only_a": int(((x == 1) & (y == 0)).sum()),
+           "only_b": int(((x == 0) & (y == 1)).sum()), "right_points": float(100.0 * (x - y).mean()),
+           "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]}
+    out["p"] = mcnemar_p(out["only_a"], out["only_b"])
+    both = [k for k in keys if ra[k].get("rate_error") is not None and rb[k].get("rate_error") is not None]
+    out["rate_error_pairs"] = len(both)
+    out["rate_error_points"] = out["rate_error_ci95"] = None
+    if both:
+        d = 100.0 * np.array([rb[k]["rate_error"] - ra[k]["rate_error"] for k in both])
+        bd = d[rng.integers(0, len(d), (BOOTSTRAP_RESAMPLES, len(d)))].mean(1)
+        out["rate_error_points"] = float(d.mean())
+        out["rate_error_ci95"] = [float(np.percentile(bd, 2.5)), float(np.percentile(bd, 97.5))]
+    return out
+
+
+def paired_text(p: dict | None) -> str:
+    """One sentence on ``paired``'s result: the difference, its interval and whether it could be chance."""
+    if not p:
+        return "No clip pairs to test."
+    a, b = (SHORT.get(m, m) for m in p["models"])
+    lo, hi = p["ci95"]
+    verdict = (f"a difference McNemar's exact test puts beyond chance (p < {SIGNIFICANCE:g})" if p["p"] < SIGNIFICANCE
+               else f"not distinguishable from chance at this sample size (McNemar p >= {SIGNIFICANCE:g})")
+    text = (f"Paired over {p['pairs']} periodic clips (same prompt and seed): {a} right on {p['only_a']} that {b} "
+            f"got wrong, {b} on {p['only_b']} that {a} got wrong; {a} minus {b} = {p['right_points']:+.1f} pts right "
+            f"(95 % bootstrap interval {lo:+.1f} to {hi:+.1f}; McNemar p = {p['p']:.3g}): {verdict}.")
+    if p.get("rate_error_points") is not None:
+        elo, ehi = p["rate_error_ci95"]
+        text += (f" Rate error, {p['rate_error_pairs']} clips both measured: {a} {p['rate_error_points']:+.1f} pts "
+                 f"lower (interval {elo:+.1f} to {ehi:+.1f}).")
+    return text
+
+
 def aggregate(rows: Sequence[dict], interval: int = KEYFRAME_STRIDE) -> dict:
     """Aggregates of per-clip rows (``score``'s, with ``model``).
 
@@ -316,7 +384,8 @@ def aggregate(rows: Sequence[dict], interval: int = KEYFRAME_STRIDE) -> dict:
     interval and per model n, measurable, right_pct, mean / max rate error, reversed, plus ``better``
     (STUNet against the cascade); ``by_cycles`` per model: [cycles per keyframe, mean rate error, measurable
     clips, right %] per distinct rate, and ``by_motion_cycles`` the same per model and periodic motion (the
-    plot's lines); ``overall`` per model over all periodic clips.
+    plot's lines); ``overall`` per model over all periodic clips; ``paired``: STUNet against the cascade on the
+    same clips, with a bootstrap interval and McNemar's p (``paired``), overall and ``paired_by_motion``.
     """
     rows = list(rows)
     models = [m for m in MODELS if any(r["model"] == m for r in rows)]
@@ -362,6 +431,9 @@ def aggregate(rows: Sequence[dict], interval: int = KEYFRAME_STRIDE) -> dict:
                                                            "model": "cascade", "holds": holds},
         "periodic": table, "by_cycles": by_cycles, "by_motion_cycles": by_motion, "overall": overall,
         "better_overall": _better(overall.get("stunet"), overall.get("cascade")),
+        "paired": paired(per), "paired_by_motion": {mo: paired([r for r in per if r["motion"] == mo])
+                                                    for mo in periodic.PERIODIC_MOTIONS
+                                                    if any(r["motion"] == mo for r in per)},
         "keyframe_interval": interval, "nyquist_cycles": NYQUIST, "rate_tolerance": RATE_TOLERANCE})
 
 
@@ -454,6 +526,13 @@ def format_table(result: dict) -> str:
             lines.append("At or past the keyframes' Nyquist limit (" + "; ".join(
                 f"{r['motion']} {r['speed']}{'' if r['shape'] == 'any' else ' ' + r['shape']}: {better_text(r['better'])}"
                 for r in fast) + ").")
+    if result.get("paired"):
+        lines += ["", paired_text(result["paired"])]
+        for motion, pm in (result.get("paired_by_motion") or {}).items():
+            if pm:
+                lo, hi = pm["ci95"]
+                lines.append(f"* {motion}: {pm['right_points']:+.1f} pts right over {pm['pairs']} pairs (interval "
+                             f"{lo:+.1f} to {hi:+.1f}, McNemar p = {pm['p']:.3g})")
     s = result["settings"]
     lines += ["", f"{s['prompts']} prompts x {len(s['seeds'])} seeds, {s['frames']} frames, keyframes at "
               f"{', '.join(map(str, s['keyframes']))}. Right = the prompt's sense and a period within x{RATE_TOLERANCE:g} "
