@@ -314,14 +314,19 @@ def test_generate_cli_on_a_cascade(tmp_path, cascade_dir, capsys):
 
 
 # ---------------------------------------------------------------------------- experiment driver
+def tiny_experiment(run, threads: int = 1, *extra: str):
+    """The experiment script and its argv on ``tiny``: 2 image steps, 4 clips an arm in batches of 2."""
+    from conftest import load_script
+    argv = ["--out", str(run), "--budget-clips", "4", "--batch", "2", "--preset", "tiny", "--image-steps", "2",
+            "--image-batch", "4", "--device", "cpu", "--precision", "fp32", "--threads", str(threads), "--log-every",
+            "1", "--quiet", *extra]
+    return load_script("cascade_experiment"), argv
+
+
 @pytest.mark.slow
 def test_experiment_driver_runs_both_arms_from_one_image_stage(tmp_path):
-    from conftest import load_script
-    exp = load_script("cascade_experiment")
     run = tmp_path / "run"
-    argv = ["--out", str(run), "--budget-clips", "4", "--batch", "2", "--preset", "tiny", "--image-steps", "2",
-            "--image-batch", "4", "--device", "cpu", "--precision", "fp32", "--threads", "1", "--log-every", "1",
-            "--quiet"]
+    exp, argv = tiny_experiment(run)
     result = exp.main(argv)
     arms = result["arms"]
     assert arms["image"]["step"] == 2 and arms["image"]["images"] == 8
@@ -340,12 +345,8 @@ def test_experiment_driver_runs_both_arms_from_one_image_stage(tmp_path):
 
 @pytest.mark.slow
 def test_experiment_driver_trains_the_arms_in_parallel_processes(tmp_path):
-    from conftest import load_script
-    exp = load_script("cascade_experiment")
     run = tmp_path / "run"
-    argv = ["--out", str(run), "--budget-clips", "4", "--batch", "2", "--preset", "tiny", "--image-steps", "2",
-            "--image-batch", "4", "--device", "cpu", "--precision", "fp32", "--threads", "2", "--log-every", "1",
-            "--quiet", "--parallel"]
+    exp, argv = tiny_experiment(run, 2, "--parallel")
     arms = exp.main(argv)["arms"]
     for name in ("stunet", "cascade"):
         assert arms[name]["step"] == 2 and arms[name]["clips"] == 4 and arms[name]["flops"] > 0, arms[name]
