@@ -56,7 +56,8 @@ def test_compare_endpoint(client):
     frames = np.asarray(iio.imread(path, index=None))
     assert len(frames) == 32 and frames.shape[2] > frames.shape[1]
     assert xt.endswith(".png") and os.path.isfile(xt)
-    assert st_md.startswith("**STUNet**") and cas_md.startswith("**Cascade**")
+    assert st_md.startswith("**STUNet (the studio's model)**") and cas_md.startswith("**Cascade**")
+    assert info["stunet_model"] == "studio"                       # the tiny cascade ships no equal-budget STUNet
     assert info["seed"] == 5 and info["keyframes"][:2] == [0, 4] and info["stunet"]["scorable"]
     assert "**Done**" in status
 
