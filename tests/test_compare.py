@@ -207,6 +207,8 @@ def test_cli_writes_the_report(tmp_path, capsys, tiny_checkpoint, cascade_dir):
     assert [x["model"] for x in data["rows"]].count("oracle") == 3 and data["settings"]["steps"] == 2
     assert data["settings"]["frames"] == 32 and data["sanity_bar"]["holds"] in (True, False)
     assert (out / "table.md").read_text().strip() == printed.strip()
+    linear = C.format_table(C.run(WorldModel(), WorldCascade(), ["a red circle moving left"], 1, oracle=False))
+    assert "No periodic prompts" in linear and "| periodic |" not in linear
 
 
 def test_cli_bad_input_exits_1(tmp_path, capsys, tiny_checkpoint):

@@ -493,7 +493,10 @@ def format_table(result: dict) -> str:
     head = ["periodic", "speed", "shape", "period", "cycles / keyframe", "clips"]
     head += [f"{SHORT[m]} right %" for m in shown] + [f"{SHORT[m]} rate err %" for m in shown]
     head += ["reversed " + " / ".join(SHORT[m] for m in shown), "better"]
-    lines += ["", "| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * (len(head) - 4) + "---|"]
+    if result["periodic"]:
+        lines += ["", "| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * (len(head) - 4) + "---|"]
+    else:
+        lines += ["", "No periodic prompts in this set: nothing to time (the sanity bar above is all it measures)."]
 
     def cells(stats: dict, n_label: str) -> list[str]:
         out = [n_label]
