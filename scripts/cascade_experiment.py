@@ -82,8 +82,7 @@ def run_in_parallel(arms: dict[str, list[str]], threads: int, run: Path) -> None
         with open(run / f"{command}.out", "ab") as out:
             procs[command] = subprocess.Popen([sys.executable, "-m", "stunet", command, *argv], env=env,
                                               stdout=out, stderr=subprocess.STDOUT)
-    failed = {c: p.wait() for c, p in procs.items()}
-    failed = {c: rc for c, rc in failed.items() if rc != 0}
+    failed = {c: rc for c, rc in ((c, p.wait()) for c, p in procs.items()) if rc != 0}
     if failed:
         raise SystemExit(f"arms failed: {failed} (see {', '.join(str(run / f'{c}.out') for c in failed)})")
 
@@ -126,7 +125,7 @@ def main(argv=None) -> dict:
     arms = {"train": common + ["--out", str(run / "stunet"), "--init", str(image), "--video-steps", str(steps)],
             "train-cascade": common + ["--out", str(run / "cascade"), "--init", str(image), "--video-steps", str(steps)]}
     if args.parallel:
-        run_in_parallel(arms, args.threads or (torch.get_num_threads()), run)
+        run_in_parallel(arms, args.threads or torch.get_num_threads(), run)
     else:
         train(arms["train"])
         train_cascade(arms["train-cascade"])
