@@ -7,7 +7,8 @@
 2. the STUNet arm from it -> ``RUN/stunet`` (``stunet train --init``, the preset's STUNet, N clips);
 3. the cascade arm from the same weights -> ``RUN/cascade`` (``stunet train-cascade --init``, N clips,
    FLOPs per clip matched to the STUNet's: see ``stunet.cascade.train``);
-4. ``RUN/budget.json``: parameters, clips, FLOPs, CPU and wall (device) seconds of every arm.
+4. ``RUN/budget.json``: parameters, clips, FLOPs, CPU and wall (device) seconds of every arm, and where each
+   stretch of it ran (``segments``: device, precision, threads, steps), since a resumed arm may change machines.
 
 Every stage runs with ``--resume``: run the same command again after an interruption and it goes on
 where it stopped (a finished stage is a no-op). ``--parallel`` trains the two arms at once, each in its
@@ -44,6 +45,39 @@ def last_counters(log_path: Path, stage: str) -> dict:
     return {k: rec[k] for k in keys if k in rec}
 
 
+def segments(log_path: Path, stage: str) -> list[dict]:
+    """Where a resumable run trained ``stage``: one entry per process (``start`` event) that took steps,
+    with its device, precision, threads and CPU capability, the steps it kept (``from_step`` to ``to_step``;
+    steps logged after the last checkpoint of a killed process end where the next process resumed) and its
+    wall seconds (start event to its last record). A run moved between machines says so here."""
+    if not log_path.is_file():
+        return []
+    segs = []
+    for line in log_path.read_text().splitlines():
+        r = json.loads(line)
+        if r.get("event") == "start":
+            a = r.get("args", {})
+            segs.append({"device": a.get("device"), "precision": a.get("precision"), "threads": a.get("threads"),
+                         "workers": a.get("workers"), "from_step": r.get("step", 0) if r.get("stage") == stage else 0,
+                         "to_step": None, "t0": r["time"], "t1": r["time"]})
+        elif segs and r.get("event") == "precision":
+            segs[-1]["cpu_capability"] = r.get("cpu_capability")
+        elif segs and r.get("stage") == stage and ("loss" in r or r.get("event") in ("stopped", "done")):
+            segs[-1]["to_step"], segs[-1]["t1"] = r["step"], r["time"]
+    out = []
+    for i, seg in enumerate(segs):
+        nxt = next((s for s in segs[i + 1:] if s["to_step"] is not None), None)
+        if seg["to_step"] is None:
+            continue
+        if nxt is not None:
+            seg["to_step"] = min(seg["to_step"], nxt["from_step"])
+        seg["steps"] = seg["to_step"] - seg["from_step"]
+        seg["wall_seconds"] = round(seg.pop("t1") - seg.pop("t0"), 1)
+        if seg["steps"] > 0:
+            out.append(seg)
+    return out
+
+
 def budget(run: Path, preset_name: str, device: str) -> dict:
     from stunet.cascade.config import net_preset
     from stunet.checkpoint import estimate_parameters
@@ -56,8 +90,13 @@ def budget(run: Path, preset_name: str, device: str) -> dict:
               "cascade": estimate_parameters(net_preset(preset_name))}
     for name, arm in arms.items():
         arm["parameters"] = params[name]
-        arm["device"] = device
-        arm["device_seconds"] = arm.get("wall_seconds") if device.startswith("cuda") else None
+        log = run / ("image" if name == "image" else name) / "train.log"
+        segs = segments(log, "image" if name == "image" else "video")
+        arm["segments"] = segs
+        used = sorted({s["device"] for s in segs}) or [device]
+        arm["device"] = ", ".join(used)
+        gpu = [s["wall_seconds"] for s in segs if str(s["device"]).startswith("cuda")]
+        arm["device_seconds"] = round(sum(gpu), 1) if gpu else None
         if arm.get("clips"):
             arm["flops_per_clip"] = arm["flops"] / arm["clips"]
     s, c = arms["stunet"], arms["cascade"]

@@ -323,6 +323,28 @@ def tiny_experiment(run, threads: int = 1, *extra: str):
     return load_script("cascade_experiment"), argv
 
 
+def test_budget_segments_say_where_each_stretch_of_a_resumed_run_trained(tmp_path):
+    exp, _ = tiny_experiment(tmp_path)
+    recs = [{"time": 0, "event": "start", "stage": "image", "step": 0, "args": {"device": "cpu", "threads": 1}},
+            {"time": 0, "event": "precision", "cpu_capability": "AVX512"},
+            {"time": 1, "event": "inflated"}]
+    recs += [{"time": 10 * k, "stage": "video", "step": 25 * k, "loss": 0.1} for k in range(1, 12)]  # killed at 275
+    recs += [{"time": 200, "event": "start", "stage": "video", "step": 250,                    # resumed at 250
+              "args": {"device": "cuda:0", "threads": 2}},
+             {"time": 230, "stage": "video", "step": 275, "loss": 0.1},
+             {"time": 240, "event": "stopped", "stage": "video", "step": 290},                  # deadline stop
+             {"time": 300, "event": "start", "stage": "video", "step": 290, "args": {"device": "cpu"}},
+             {"time": 301, "event": "done", "stage": "video", "step": 290}]                      # nothing left
+    log = tmp_path / "train.log"
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    segs = exp.segments(log, "video")
+    assert [(s["device"], s["from_step"], s["to_step"], s["steps"]) for s in segs] == [
+        ("cpu", 0, 250, 250), ("cuda:0", 250, 290, 40)]
+    assert segs[0]["cpu_capability"] == "AVX512" and segs[0]["wall_seconds"] == 110
+    assert segs[1]["wall_seconds"] == 40
+    assert exp.segments(tmp_path / "missing.log", "video") == []
+
+
 @pytest.mark.slow
 def test_experiment_driver_runs_both_arms_from_one_image_stage(tmp_path):
     run = tmp_path / "run"
@@ -333,6 +355,7 @@ def test_experiment_driver_runs_both_arms_from_one_image_stage(tmp_path):
     for name in ("stunet", "cascade"):
         assert arms[name]["step"] == 2 and arms[name]["clips"] == 4 and arms[name]["flops"] > 0, arms[name]
         assert arms[name]["parameters"] > 0 and "cpu_seconds" in arms[name]
+        assert [(s["device"], s["steps"]) for s in arms[name]["segments"]] == [("cpu", 2)]
     assert json.loads((run / "budget.json").read_text())["arms"]["cascade"]["clips"] == 4
     stunet_log = [json.loads(line) for line in (run / "stunet" / "train.log").read_text().splitlines()]
     assert any(r.get("event") == "inflated" and r.get("from", "").endswith("image_unet") for r in stunet_log)
