@@ -293,3 +293,37 @@ def test_paired_difference_interval_and_mcnemar():
     assert a["paired"] == p and set(a["paired_by_motion"]) == {"spinning", "orbiting", "bouncing"}
     assert a["paired_by_motion"]["orbiting"]["right_points"] == 0
     assert C.paired([r for r in rows if r["model"] == "stunet"]) is None
+
+
+def test_the_claim_is_stated_plainly_held_contradicted_or_not_shown():
+    prompts = ["a red square quickly spinning", "a blue circle bouncing", "a green circle orbiting"]
+    lin = "a yellow circle moving left"
+
+    def result(stunet_right, cascade_right, reference=None, cascade_linear=True):
+        rows = []
+        for seed in range(4):
+            for i, p in enumerate(prompts):
+                k = 3 * seed + i                                            # 12 pairs
+                rows += [{**_row("stunet", p, right=k < stunet_right, err=0.05 if k < stunet_right else 0.4), "seed": seed},
+                         {**_row("cascade", p, right=k < cascade_right, err=0.05 if k < cascade_right else 0.4),
+                          "seed": seed}]
+                if reference is not None:
+                    rows.append({**_row("reference", p, right=k < reference, err=0.05), "seed": seed})
+            rows.append({**_row("cascade", lin, motion=cascade_linear), "seed": seed})
+        return {**C.aggregate(rows), "rows": rows}
+
+    held = C.claim_text(result(12, 2))
+    assert held.startswith("**Lumiere's claim holds at this budget**") and "+83.3 pts right" in held
+    assert "STUNet's rates were closer" in held and "reference" not in held
+    against = C.claim_text(result(1, 11))
+    assert against.startswith("**Lumiere's claim is contradicted at this budget**") and "cascade's rates were" in against
+    unclear = C.claim_text(result(6, 8, reference=12))
+    assert unclear.startswith("**Lumiere's claim is not supported at this budget**: the cascade got 16.7 pts more")
+    assert "cannot tell from chance" in unclear and "McNemar p = 0.5" in unclear
+    assert "Outside the verdict, the reference STUNet (its own, larger budget) got 100 %" in unclear
+    assert "neither got more" in C.claim_text(result(6, 6))
+    assert C.claim_text(result(12, 2, cascade_linear=False)).startswith("No verdict on Lumiere's claim: the cascade fails")
+    assert C.claim_text({"paired": None}).startswith("No verdict")
+    table = C.format_table({**result(12, 2), "settings": {"prompts": 4, "seeds": [0, 1, 2, 3], "frames": 32,
+                                                          "keyframes": list(KEYFRAMES), "keyframe_interval": 4}})
+    assert table.splitlines()[2].startswith("**Lumiere's claim holds")
