@@ -6,9 +6,10 @@
 
 ``export`` writes ``app.py``, ``demo/``, ``stunet/`` (no ``__pycache__``), the shipped model's
 inference files from ``assets/stunet-shapes/`` (``SHIPPED_MODEL_FILES``; and those of the distilled
-``assets/stunet-shapes-fast/``, ``FAST_MODEL_FILES``, where it exists: not ``train_state/``,
-which only resuming needs, nor ``train.log``, the training history, which stays in the source
-repository), a ``README.md`` with the Space's front matter (``sdk_version`` = the gradio pin of
+``assets/stunet-shapes-fast/``, ``FAST_MODEL_FILES``, and of the keyframe cascade with its
+equal-budget STUNet and ``stunet compare`` output, ``assets/stunet-cascade/``, ``CASCADE_MODEL_FILES``,
+where they exist: not ``train_state/``, which only resuming needs, nor ``train.log``, the training
+history, which stays in the source repository), a ``README.md`` with the Space's front matter (``sdk_version`` = the gradio pin of
 ``requirements.txt``), a ``requirements.txt`` that installs the CPU build of torch, and a
 ``.gitattributes`` whose LFS patterns cover every binary file written.
 
@@ -46,6 +47,11 @@ SHIPPED_MODEL_FILES = ("config.json", "model.safetensors", "vocab.json", "README
 # The distilled few-step model (``stunet.distill``), exported beside it when the repository has it.
 FAST_MODEL = Path("assets") / "stunet-shapes-fast"
 FAST_MODEL_FILES = ("config.json", "model.safetensors", "vocab.json", "sampling.json", "README.md")
+# The keyframe cascade of issue 18 (``stunet.cascade``): where it is exported the Space has the Compare tab.
+CASCADE_MODEL = Path("assets") / "stunet-cascade"
+CASCADE_MODEL_FILES = ("config.json", "README.md", "net/config.json", "net/model.safetensors", "net/sampling.json",
+                       "net/vocab.json", "equal-budget-stunet/config.json", "equal-budget-stunet/model.safetensors",
+                       "equal-budget-stunet/vocab.json", "rate_error.png", "results.json", "table.md")
 CODE_DIRS = ("demo", "stunet")
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 LFS_EXTENSIONS = ("safetensors", "bin", "pt", "pth", "ckpt", "onnx", "npz", "npy", "png", "jpg", "jpeg",
@@ -256,8 +262,9 @@ def export(dest: str | Path, overwrite: bool = False, root: Path = ROOT) -> list
     if gradio_version is None:
         raise SpaceError("requirements.txt: no gradio==X pin to take the Space's sdk_version from")
     models = {SHIPPED_MODEL: SHIPPED_MODEL_FILES}
-    if (root / FAST_MODEL).is_dir():
-        models[FAST_MODEL] = FAST_MODEL_FILES
+    for optional, names in ((FAST_MODEL, FAST_MODEL_FILES), (CASCADE_MODEL, CASCADE_MODEL_FILES)):
+        if (root / optional).is_dir():
+            models[optional] = names
     missing = [str(d / f) for d, names in models.items() for f in names if not (root / d / f).is_file()]
     missing += [p for p in ("app.py", *CODE_DIRS) if not (root / p).exists()]
     if missing:
@@ -269,8 +276,8 @@ def export(dest: str | Path, overwrite: bool = False, root: Path = ROOT) -> list
     for name in CODE_DIRS:
         shutil.copytree(root / name, dest / name, ignore=_ignore_caches)
     for d, names in models.items():
-        (dest / d).mkdir(parents=True)
         for f in names:
+            (dest / d / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / d / f, dest / d / f)
     (dest / "README.md").write_text(readme, encoding="utf-8")
     (dest / "requirements.txt").write_text(requirements)

@@ -173,8 +173,9 @@ def test_export_writes_exactly_the_space(tmp_path, capsys):
     assert "ready for a Space" in capsys.readouterr().out
     files = {f.relative_to(out).as_posix() for f in space.list_files(out)}
     model = {f"assets/stunet-shapes/{n}" for n in space.SHIPPED_MODEL_FILES}
-    if (ROOT / space.FAST_MODEL).is_dir():
-        model |= {f"{space.FAST_MODEL.as_posix()}/{n}" for n in space.FAST_MODEL_FILES}
+    for d, names in ((space.FAST_MODEL, space.FAST_MODEL_FILES), (space.CASCADE_MODEL, space.CASCADE_MODEL_FILES)):
+        if (ROOT / d).is_dir():
+            model |= {f"{d.as_posix()}/{n}" for n in names}
     code = {p.relative_to(ROOT).as_posix() for d in ("stunet", "demo") for p in (ROOT / d).rglob("*.py")
             if "__pycache__" not in p.parts}
     assert "stunet/shapes/world.py" in code                     # subpackages go too
