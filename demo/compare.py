@@ -76,11 +76,7 @@ def shipped_report(directory: Path | None) -> tuple[np.ndarray | None, str]:
     caption = C.PLOT_CAPTION
     try:
         result = json.loads((d / "results.json").read_text())
-        caption += " " + C.claim_text(result) + " " + C.sanity_text(result)
-        if result.get("better_overall"):
-            caption += f" Overall on periodic motion: {C.better_text(result['better_overall'])}."
-        if result.get("paired"):
-            caption += " " + C.paired_text(result["paired"])
+        caption += " " + C.claim_text(result) + " " + C.sanity_text(result)   # the table's verdict, said once
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return image, caption

@@ -93,7 +93,8 @@ def test_measure_md_and_shipped_report(tmp_path):
                           1), tmp_path)
     image, caption = shipped_report(tmp_path)
     assert image.ndim == 3 and caption.startswith(C.PLOT_CAPTION) and "Sanity bar" in caption
-    assert "Paired over 1 periodic clips" in caption
+    assert "Lumiere's claim" in caption and "1 paired periodic clips" in caption
+    assert "Paired over" not in caption                                  # the verdict once, not again in other words
 
 
 def test_compare_stops_past_the_job_deadline(tiny_model, tiny_tokenizer, cascade, monkeypatch):
