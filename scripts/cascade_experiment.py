@@ -82,17 +82,14 @@ def budget(run: Path, preset_name: str, device: str) -> dict:
     from stunet.cascade.config import net_preset
     from stunet.checkpoint import estimate_parameters
     from stunet.config import preset
-    arms = {"image": last_counters(run / "image" / "train.log", "image"),
-            "stunet": last_counters(run / "stunet" / "train.log", "video"),
-            "cascade": last_counters(run / "cascade" / "train.log", "video")}
+    stages = {"image": "image", "stunet": "video", "cascade": "video"}        # arm (its folder) -> its stage
+    arms = {name: last_counters(run / name / "train.log", stage) for name, stage in stages.items()}
     params = {"image": estimate_parameters(preset(preset_name).image()),
               "stunet": estimate_parameters(preset(preset_name)),
               "cascade": estimate_parameters(net_preset(preset_name))}
     for name, arm in arms.items():
         arm["parameters"] = params[name]
-        log = run / ("image" if name == "image" else name) / "train.log"
-        segs = segments(log, "image" if name == "image" else "video")
-        arm["segments"] = segs
+        arm["segments"] = segs = segments(run / name / "train.log", stages[name])
         used = sorted({s["device"] for s in segs}) or [device]
         arm["device"] = ", ".join(used)
         gpu = [s["wall_seconds"] for s in segs if str(s["device"]).startswith("cuda")]

@@ -9,8 +9,8 @@ inference files from ``assets/stunet-shapes/`` (``SHIPPED_MODEL_FILES``; and tho
 ``assets/stunet-shapes-fast/``, ``FAST_MODEL_FILES``, and of the keyframe cascade with its
 equal-budget STUNet and ``stunet compare`` output, ``assets/stunet-cascade/``, ``CASCADE_MODEL_FILES``,
 where they exist: not ``train_state/``, which only resuming needs, nor ``train.log``, the training
-history, which stays in the source repository), a ``README.md`` with the Space's front matter (``sdk_version`` = the gradio pin of
-``requirements.txt``), a ``requirements.txt`` that installs the CPU build of torch, and a
+history, which stays in the source repository), a ``README.md`` with the Space's front matter
+(``sdk_version`` = the gradio pin of ``requirements.txt``), a ``requirements.txt`` that installs the CPU build of torch, and a
 ``.gitattributes`` whose LFS patterns cover every binary file written.
 
 ``check`` fails, naming the file and the rule, on (see ``RULES``):
