@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -277,6 +278,21 @@ def student_from_teacher(teacher: STUNet) -> STUNet:
     return student
 
 
+def student_from_checkpoint(teacher: STUNet, directory: str | Path) -> STUNet:
+    """A student to start from: another student's checkpoint (strict), with the teacher's architecture.
+
+    A warm start (``--init``): e.g. a student of a different step count, whose guidance embedding
+    and few-step behaviour are already trained, instead of the teacher's conditional branch.
+    """
+    student, _ = load_pretrained(directory)
+    want = teacher.config.replace(guidance_embedding=True)
+    if student.config != want:
+        diff = {f.name: (getattr(student.config, f.name), getattr(want, f.name)) for f in dataclasses.fields(want)
+                if getattr(student.config, f.name) != getattr(want, f.name)}
+        raise ValueError(f"{directory}: not a student of this teacher (config differs: {diff})")
+    return student
+
+
 def distill_loss(student: STUNet, ac: torch.Tensor, timesteps: torch.Tensor, rows: dict, autocast,
                  per_row: bool = False) -> torch.Tensor:
     """v-prediction MSE against the target that makes one DDIM step land on the teacher's next state."""
@@ -333,7 +349,8 @@ def train_student(teacher: STUNet, tok: Tokenizer, traj_dir: Path, out: Path, ar
         raise ValueError(f"no trajectories in {traj_dir}")
     timesteps = torch.tensor(rows.timesteps)
     sampling = SamplingDefaults(steps=len(rows.timesteps), guidance=GUIDANCE, sampler="ddim")
-    student = student_from_teacher(teacher.cpu()).to(device)
+    init = getattr(args, "init", None)
+    student = (student_from_checkpoint(teacher.cpu(), init) if init else student_from_teacher(teacher.cpu())).to(device)
     state_dir = out / "train_state"
     step, opt_sd, ema_sd = 0, None, None
     if args.resume and (state_dir / "state.json").is_file():
@@ -344,6 +361,8 @@ def train_student(teacher: STUNet, tok: Tokenizer, traj_dir: Path, out: Path, ar
                                       json.loads((state_dir / "optimizer.json").read_text()))
         ema_sd = load_file(str(out / "model.safetensors"))
         log({"event": "resumed", "phase": "student", "step": step})
+    elif init:
+        log({"event": "init", "phase": "student", "from": str(init)})
     student.train().requires_grad_(True)
     opt = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
     if opt_sd is not None:
@@ -433,6 +452,9 @@ def parse_args(argv=None):
     p.add_argument("--ckpt-every", type=int, default=200)
     p.add_argument("--minutes", type=float, default=float("inf"), help="wall-clock budget for this run (both phases)")
     p.add_argument("--resume", action="store_true", help="continue the student from OUT/train_state")
+    p.add_argument("--init", default=None, metavar="DIR",
+                   help="start a new student from this student checkpoint (default: from the teacher); "
+                        "ignored when --resume finds a train_state")
     p.add_argument("--step-weights", default=None, metavar="W1,...,WN",
                    help="how often each student step is drawn, noisiest first (default: uniform), e.g. 3,2,1,1,1,1,1,1")
     p.add_argument("--precision", choices=PRECISIONS, default=PRECISION,

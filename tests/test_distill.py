@@ -152,6 +152,25 @@ def test_student_resumes_from_its_train_state(tiny_run, tiny_tokenizer):
     assert [r["step"] for r in logs if "loss" in r] == [6]
 
 
+def test_student_can_start_from_another_students_checkpoint(tiny_run, tiny_tokenizer, tmp_path):
+    teacher, out, _ = tiny_run
+    other = distill.student_from_teacher(teacher)
+    with torch.no_grad():
+        other.guidance_mlp[-1].weight.normal_(0, 0.05)              # a trained-looking guidance embedding
+    init = save_pretrained(other, tiny_tokenizer, tmp_path / "other", sampling=SamplingDefaults(steps=8, sampler="ddim"))
+    args = types.SimpleNamespace(device="cpu", resume=False, init=str(init), lr=1e-3, warmup=2, iters=0, batch=4,
+                                 ema=0.9, seed=0, quiet=True, log_every=2, ckpt_every=2)
+    logs = []
+    student = distill.train_student(teacher, tiny_tokenizer, out / "trajectories", tmp_path / "warm", args,
+                                    resolve("fp32"), float("inf"), logs.append)
+    assert logs[0] == {"event": "init", "phase": "student", "from": str(init)}
+    want = other.state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in student.state_dict().items())
+    assert read_sampling(tmp_path / "warm").steps == 4              # the trajectories' step count, not the init's
+    with pytest.raises(ValueError, match="not a student of this teacher"):
+        distill.student_from_checkpoint(teacher, save_pretrained(make_tiny(), tiny_tokenizer, tmp_path / "teacher"))
+
+
 def _student_checkpoint(tmp_path, tok, steps=4):
     student = distill.student_from_teacher(make_tiny())
     with torch.no_grad():
