@@ -301,7 +301,11 @@ def parse_args(argv=None):
     p.add_argument("--ceiling-only", action="store_true", help="score only the world's clips (no model)")
     p.add_argument("--json", help="write the full result (per-clip scores included) here")
     p.add_argument("--markdown", help="write the table here")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a metric fails its target")
+    p.add_argument("--against", metavar="REFERENCE.json",
+                   help="also compare clip by clip with another run's --json (same prompts and seeds): paired "
+                        "differences, McNemar p, and the fast-model bar (stunet.shapes.paired)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a metric fails its target (or, with --against, the bar fails)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return p.parse_args(argv)
 
@@ -324,6 +328,12 @@ def main(argv=None) -> int:
         if args.first_seed < 0:
             raise ValueError("--first-seed must be >= 0")
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+        reference = None
+        if args.against:
+            if args.ceiling_only:
+                raise ValueError("--against compares a model's clips; it cannot go with --ceiling-only")
+            from .paired import load_reference
+            reference = load_reference(args.against)            # before generating: a bad file fails fast
         log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
         model = tokenizer = None
         frames, size = args.frames, None
@@ -349,6 +359,14 @@ def main(argv=None) -> int:
         from ..checkpoint import default_model_dir
         result["settings"]["model"] = str(args.model or default_model_dir())
     table = format_table(result)
+    if reference is not None:
+        from .paired import format_paired, paired_scores
+        try:
+            result["paired"] = paired_scores(result, reference)
+        except ValueError as e:
+            print(f"error: --against {args.against}: {e}", file=sys.stderr)
+            return 1
+        table += "\n\n" + format_paired(result["paired"])
     print(table)
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
@@ -356,7 +374,7 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1))
-    if args.strict and result["passed"] is False:
+    if args.strict and (result["passed"] is False or (reference is not None and not result["paired"]["holds"])):
         return 1
     return 0
 
