@@ -85,6 +85,9 @@ def test_cli_against_a_reference_run(tiny_checkpoint, tmp_path, capsys):
     # other seeds than the reference's: refused, with the reason
     assert E.main(common + ["--first-seed", "5", "--against", str(ref)]) == 1
     assert "not on the same clips" in capsys.readouterr().err
+    # ... and before generating anything: no model is even needed to refuse them
+    assert E.main(["--model", str(tmp_path / "none"), "--limit", "3", "--seeds", "1", "--against", str(ref)]) == 1
+    assert "not on the same clips" in capsys.readouterr().err
 
 
 def test_cli_against_refuses_bad_references(tmp_path, capsys):

@@ -332,8 +332,9 @@ def main(argv=None) -> int:
         if args.against:
             if args.ceiling_only:
                 raise ValueError("--against compares a model's clips; it cannot go with --ceiling-only")
-            from .paired import load_reference
+            from .paired import check_pairable, load_reference
             reference = load_reference(args.against)            # before generating: a bad file fails fast
+            check_pairable(prompts, seeds, reference)
         log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
         model = tokenizer = None
         frames, size = args.frames, None

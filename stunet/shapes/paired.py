@@ -36,6 +36,16 @@ def load_reference(path: str | Path) -> dict:
     return result
 
 
+def check_pairable(prompts, seeds, reference: dict) -> None:
+    """Refuse, before any clip is generated, a run whose (prompt, seed) pairs are not the reference's."""
+    want = {(p, int(s)) for p in prompts for s in seeds}
+    have = {(c["prompt"], int(c["seed"])) for c in reference["clips"]["model"]}
+    if want != have:
+        raise ValueError(f"the runs are not on the same clips: {len(want - have)} of this run's {len(want)} "
+                         f"(prompt, seed) pairs are not in the reference's {len(have)} "
+                         "(use the same --seeds, --first-seed and prompts)")
+
+
 def _all_ok(clip: dict) -> bool:
     return all(bool(clip.get(f)) for _, f in METRIC_FIELDS)
 
