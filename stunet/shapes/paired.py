@@ -36,21 +36,28 @@ def load_reference(path: str | Path) -> dict:
     return result
 
 
-def check_pairable(prompts, seeds, reference: dict) -> None:
-    """Refuse, before any clip is generated, a run whose (prompt, seed) pairs are not the reference's."""
-    want = {(p, int(s)) for p in prompts for s in seeds}
-    have = {(c["prompt"], int(c["seed"])) for c in reference["clips"]["model"]}
+def _same_clips(want: set, have: set) -> None:
     if want != have:
         raise ValueError(f"the runs are not on the same clips: {len(want - have)} of this run's {len(want)} "
                          f"(prompt, seed) pairs are not in the reference's {len(have)} "
                          "(use the same --seeds, --first-seed and prompts)")
 
 
+def _key(clip: dict) -> tuple[str, int]:
+    return clip["prompt"], int(clip["seed"])
+
+
+def check_pairable(prompts, seeds, reference: dict) -> None:
+    """Refuse, before any clip is generated, a run whose (prompt, seed) pairs are not the reference's."""
+    _same_clips({(p, int(s)) for p in prompts for s in seeds}, {_key(c) for c in reference["clips"]["model"]})
+
+
 def _all_ok(clip: dict) -> bool:
     return all(bool(clip.get(f)) for _, f in METRIC_FIELDS)
 
 
-def _row(name: str, pairs: list[tuple[dict, dict]], ok, max_drop: float) -> dict:
+def _row(name: str, pairs: list[tuple[dict, dict]], ok, max_drop: float | None) -> dict:
+    """One paired row; ``max_drop`` None: informational (no bar, ``holds`` None)."""
     m = [bool(ok(a)) for a, _ in pairs]
     r = [bool(ok(b)) for _, b in pairs]
     n = len(pairs)
@@ -60,7 +67,7 @@ def _row(name: str, pairs: list[tuple[dict, dict]], ok, max_drop: float) -> dict
     diff = model_pct - ref_pct
     return {"name": name, "clips": n, "reference": ref_pct, "model": model_pct, "difference": diff,
             "only_model": only_m, "only_reference": only_r, "p": mcnemar_p(only_m, only_r),
-            "max_drop": max_drop, "holds": diff >= -max_drop - 1e-9}
+            "max_drop": max_drop, "holds": None if max_drop is None else diff >= -max_drop - 1e-9}
 
 
 def paired_scores(model: dict, reference: dict, *, max_drop: float = MAX_DROP,
@@ -76,24 +83,18 @@ def paired_scores(model: dict, reference: dict, *, max_drop: float = MAX_DROP,
     mc, rc = (model.get("clips") or {}).get("model"), (reference.get("clips") or {}).get("model")
     if not mc or not rc:
         raise ValueError("both results need per-clip model scores")
-    key = lambda c: (c["prompt"], int(c["seed"]))                                  # noqa: E731
-    ref = {key(c): c for c in rc}
-    keys = [key(c) for c in mc]
-    missing = [k for k in keys if k not in ref]
-    if missing or len(set(keys)) != len(ref):
-        raise ValueError(f"the runs are not on the same clips: {len(missing)} of this run's {len(keys)} (prompt, seed) "
-                         f"pairs are not in the reference's {len(ref)} (use the same --seeds, --first-seed and prompts)")
-    pairs = [(c, ref[key(c)]) for c in mc]
+    ref = {_key(c): c for c in rc}
+    if len(ref) != len(rc) or len({_key(c) for c in mc}) != len(mc):
+        raise ValueError("a run lists the same (prompt, seed) clip twice")
+    _same_clips({_key(c) for c in mc}, set(ref))
+    pairs = [(c, ref[_key(c)]) for c in mc]
     rows = [_row(label, pairs, lambda c, f=f: c.get(f), max_drop) for label, f in METRIC_FIELDS]
     rows.append(_row("all four", pairs, _all_ok, max_drop))
     for motion in world.MOTIONS:
         sel = [(a, b) for a, b in pairs if world.parse_caption(a["caption"]).motion == motion]
         if sel:
-            bar = max_periodic_drop if motion in PERIODIC else None
-            row = _row(motion, sel, lambda c: c.get("motion_ok"), bar if bar is not None else 0.0)
-            if bar is None:
-                row["max_drop"], row["holds"] = None, None
-            rows.append(row)
+            rows.append(_row(motion, sel, lambda c: c.get("motion_ok"),
+                             max_periodic_drop if motion in PERIODIC else None))
     ms, rs = model.get("settings", {}), reference.get("settings", {})
     differ = {k: [ms.get(k), rs.get(k)] for k in PAIR_SETTINGS if ms.get(k) != rs.get(k)}
     return {"pairs": len(pairs), "rows": rows, "holds": all(r["holds"] for r in rows if r["holds"] is not None),
