@@ -124,7 +124,7 @@ def run_inspect_cell(spec) -> dict:
     """A short sampling loop, alternately plain and with an Inspector recording everything."""
     import torch
     from stunet.config import STUNetConfig
-    from stunet.inspect import Inspector
+    from stunet.inspection import Inspector
     from stunet.model import STUNet
     from stunet.sampling import sample
     cfg = STUNetConfig.from_dict(spec["config"])

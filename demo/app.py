@@ -9,8 +9,9 @@ the checkpoint's header (``checkpoint_header``: config, vocabulary, parameter co
 weights load in a background thread once the server is up, so the page is served first; the
 plotting and diffusers imports are warmed there too. Public API endpoints (``gradio_client``):
 
-    /generate            (prompt, seed, steps, guidance, frames[, sampler, stride, fps, first_frame])
-                         -> video, mp4, gif, settings, preview, status
+    /generate            (prompt, seed, steps, guidance, frames[, sampler, stride, fps, first_frame, model])
+                         -> video, mp4, gif (None: see /gif), settings, preview, status
+    /gif                 () -> the GIF of the session's last clip (made on request)
                          (first_frame: ``gradio_client.handle_file("image.png")``, image-to-video)
     /pyramid             (frames) -> plot
     /features            (step) -> image, plot, note
@@ -35,19 +36,21 @@ from pathlib import Path
 
 import gradio as gr
 
+from . import gpu
 from . import limits as L
 from . import models
 from .about import TEXT as ABOUT_TEXT
 from .about import about_html
 from .compare import build_compare_tab, compare_tab_for, wire_compare_tab
 from .editing import EditTab, build_edit_tab, wire_edit_tab
+from .intervene import InterveneTab, build_intervene_section, wire_intervene
 from .errors import guarded
 from .figures import layer_label
 from .guard import guard_middleware
 from .studio import (HEAD_MEAN, LAYER_ALL, MODE_MEAN, MODE_POINT, SAMPLER_LABELS, InspectViews, StepViews, Studio,
                      head_choices)
 from .style import CSS, HEAD, theme
-from stunet.inspect import layer_names
+from stunet.inspection import layer_names
 
 log = logging.getLogger("stunet.studio")
 
@@ -127,6 +130,15 @@ def _warm_imports(studio=None):
     figures.empty_figure("")
 
 
+def _load_models(blocks, cascade: bool = False) -> None:
+    """Load every model the page offers (the default first) and, with ``cascade``, the Compare tab's two."""
+    blocks.studio.pipe                   # noqa: B018 - loads the default model
+    for c in blocks.studio.choices[1:]:
+        blocks.studio.pipe_for(c.key)
+    if cascade and blocks.compare_tab is not None:
+        blocks.compare_tab.cascade, blocks.compare_tab.stunet   # noqa: B018
+
+
 def _background(blocks, load: bool) -> None:
     """Once the server is up (or after SERVER_WAIT_S): load the shared model if asked, then warm imports."""
     t0 = time.monotonic()
@@ -135,9 +147,7 @@ def _background(blocks, load: bool) -> None:
     time.sleep(AFTER_SERVER_S)
     try:
         if load:
-            blocks.studio.pipe           # noqa: B018 - loads the default model
-            for c in blocks.studio.choices[1:]:
-                blocks.studio.pipe_for(c.key)
+            _load_models(blocks)
         _warm_imports(blocks.studio)
     except Exception:  # pragma: no cover - a request retries the load and reports the error
         log.exception("background model load / warm-up failed")
@@ -163,6 +173,8 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
         choice = (choices or [models.ModelChoice(models.FULL, None, pipeline.defaults)])[0]
     else:           # the page is built from the checkpoints' headers; the weights load in the background
         from stunet.checkpoint import default_model_dir
+        from stunet.device import resolve_device
+        resolve_device()                # a bad $STUNET_DEVICE fails here, before anything is served
         choices = models.available(default_model_dir(), default=L.DEFAULT_MODEL)
         choice = choices[0]
         cfg, tokenizer, params = checkpoint_header(choice.directory)
@@ -182,6 +194,7 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                    delete_cache=delete_cache or L.GRADIO_CACHE_CLEANUP) as demo:
         record = gr.State(None, time_to_live=L.STATE_TTL_S)
         shown_features = gr.State(None)          # (clip id, step) of the feature view on screen
+        inspected = gr.State(None)               # id of the clip the Inspect tab shows
         gr.Markdown("# STUNet studio\nGenerate a short clip with Lumiere's **space-time U-Net** "
                     "(arXiv 2401.12945), then look inside: how the network shrinks time along with space, "
                     "where temporal attention looks, and which words drive which pixels.")
@@ -254,7 +267,8 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                                            buttons=[])
                         with gr.Row():
                             mp4_btn = gr.DownloadButton("Download MP4", size="sm", elem_id="dl-mp4")
-                            gif_btn = gr.DownloadButton("Download GIF", size="sm", elem_id="dl-gif")
+                            gif_make = gr.Button("Make a GIF", size="sm", elem_id="make-gif")
+                            gif_btn = gr.DownloadButton("Download GIF", size="sm", elem_id="dl-gif", visible=False)
                         with gr.Accordion("Settings used (replayable)", open=False):
                             settings_json = gr.JSON(label="Settings", elem_id="settings")
                             replay_btn = gr.Button("Put these settings back in the form", size="sm")
@@ -263,12 +277,16 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
             # ================================================================ Edit (demo/editing.py)
             with gr.Tab("Edit", id="edit", elem_id="edit-tab"):
                 edit_tab = EditTab(studio)
+                # The edits' sampling runs on the GPU (ZeroGPU: in a worker process); the inputs, masks included,
+                # are read before it, here, where the browser's drawn layers are.
+                edit_tab._run = gpu.gpu(guarded(edit_tab._run), gpu.edit_duration(studio))
                 edit_controls = build_edit_tab(edit_tab, first_prompt)
 
             # ================================================================ Inspect
-            with gr.Tab("Inspect", id="inspect", elem_id="inspect-tab"):
+            with gr.Tab("Inspect", id="inspect", elem_id="inspect-tab") as inspect_tab:
                 inspect_info = gr.Markdown("No clip yet: **generate one** in the Generate tab, then everything "
-                                           "below shows what happened inside the network (no second sampling run).",
+                                           "below shows what happened inside the network while it was made (the "
+                                           "clip is recorded when you open this tab: sampled again, same seed).",
                                            elem_id="inspect-info")
                 step = gr.Slider(0, d0.steps - 1, value=d0.steps - 1, step=1, interactive=False,
                                  label="Denoising step (0 = pure noise, last = the clip)", elem_id="step",
@@ -342,6 +360,8 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                         film_img = gr.Image(label="x0-hat over the denoising steps", show_label=False, format="png",
                                             interactive=False, elem_classes="pixelated", elem_id="filmstrip",
                                             buttons=["download", "fullscreen"], scale=3)
+                intervene_tab = InterveneTab(studio)            # Intervene, Follow a point, summaries (demo/intervene.py)
+                intervene_controls = build_intervene_section(intervene_tab)
                 with gr.Accordion("Download the recording", open=False):
                     gr.Markdown("Everything recorded for the last clip (features, temporal and word attention, "
                                 "x0-hat per step, the clip and its settings) as one `.npz` (float16).",
@@ -363,7 +383,7 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
         # ==================================================================== events
         gen_inputs = [prompt, seed, steps, guidance, frames, sampler, stride, fps, first_frame, model_choice]
         gen_outputs = [video, mp4_btn, gif_btn, settings_json, preview, status, record]
-        generate_fn = guarded(studio.generate)
+        generate_fn = gpu.gpu(guarded(studio.generate), gpu.generate_duration(studio))    # ZeroGPU: on the GPU
         common = dict(preprocess=False, concurrency_limit=generate_concurrency, concurrency_id="generate",
                       show_progress="minimal", show_progress_on=[preview])
         inspect_common = dict(preprocess=False, concurrency_limit=L.INSPECT_CONCURRENCY, concurrency_id="inspect",
@@ -372,7 +392,7 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
         gen_event = gr.on([generate_btn.click, prompt.submit], generate_fn, gen_inputs, gen_outputs,
                           api_name="generate", api_description="Generate a clip: (prompt, seed, steps, guidance, "
                           "frames[, sampler, stride, fps, first_frame, model]) -> video, mp4, gif, settings, preview, "
-                          "status. model: 'fast' or 'full' where both are offered (steps, guidance and sampler are "
+                          "status (gif: None, made on request by /gif). model: 'full', 'one-pass' or 'fast' where offered (steps, guidance and sampler are "
                           "taken as given: pass the model's own, see /model_defaults).",
                           **common)
         gen_events = [gen_event]
@@ -407,13 +427,20 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
                      film_img=film_img, shown_features=shown_features)
         all_out = [named[n] for n in InspectViews.names()]
         step_out = [named[n] for n in StepViews.names()]
-        render_all = guarded(lambda rec: studio.render_all(rec).values())
+        # Generate records nothing; opening Inspect records the session's clip (sampled again, same seed, hooks
+        # attached: Studio.recording_of) and renders it, unless it is the clip already shown.
+        studio.record_runner = gpu.gpu(guarded(studio.record), gpu.record_duration(studio))      # ZeroGPU: on the GPU
+        inspect_tab.select(guarded(studio.open_inspect), [record, inspected], all_out + [inspected],
+                           api_visibility="private", **{**inspect_common, "show_progress": "full"})
         for event in gen_events:
             event.success(studio.client_snippet, record, snippet, queue=False, api_visibility="private",
-                          preprocess=False).then(
-                render_all, record, all_out, api_visibility="private", **inspect_common)
-        wire_edit_tab(edit_tab, edit_controls, record, concurrency_limit=generate_concurrency,
-                      then=lambda e: e.success(render_all, record, all_out, api_visibility="private", **inspect_common))
+                          preprocess=False)
+        gif_make.click(guarded(studio.gif_button), record, gif_btn, api_name="gif", preprocess=False,
+                       concurrency_limit=1, concurrency_id="export")
+        demo.unload(studio.release_session)
+        wire_intervene(intervene_tab, intervene_controls, record, concurrency_limit=generate_concurrency)
+        wire_edit_tab(edit_tab, edit_controls, record, concurrency_limit=generate_concurrency, generated=gen_events,
+                      then=lambda e: e)       # Inspect renders the edited clip when it is opened
         if compare_tab is not None:
             wire_compare_tab(compare_tab, compare_controls, concurrency_limit=generate_concurrency)
         demo.load(guarded(studio.initial_pyramid), None, pyramid_plot, api_visibility="private",
@@ -447,9 +474,12 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
     demo.edit_tab = edit_tab
     demo.compare_tab = compare_tab
     studio.attach(demo, janitor=janitor)
+    now = pipeline is None and gpu.ZERO_GPU       # ZeroGPU: the models go to CUDA now, in this thread (demo.gpu)
+    if now:
+        _load_models(demo, cascade=True)
     if warm or pipeline is None:
-        threading.Thread(target=_background, args=(demo, pipeline is None), name="stunet-background-load",
-                         daemon=True).start()
+        threading.Thread(target=_background, args=(demo, pipeline is None and not now),
+                         name="stunet-background-load", daemon=True).start()
     return demo
 
 

@@ -37,6 +37,7 @@ from stunet.video import write_video
 from . import limits as L
 from . import models
 from .errors import guarded
+from .gpu import compare_duration, gpu
 from .limits import LimitError
 from .studio import Studio, md_escape, slug
 
@@ -119,9 +120,7 @@ class CompareTab:
 
     def check(self, prompt, seed) -> tuple[str, int]:
         prompt = L.check_prompt(prompt)
-        if not self.studio.tok.encode(prompt).words:
-            raise LimitError("None of the prompt's words are known to the model, so it would ignore them all. "
-                             f"It knows: {', '.join(self.studio.tok.words)}.")
+        L.check_words(self.studio.tok, prompt)
         return prompt, L.check_int("Seed", seed, L.MIN_SEED, L.MAX_SEED)
 
     def compare(self, prompt, seed, progress=gr.Progress()):
@@ -247,7 +246,8 @@ def build_compare_tab(tab: CompareTab, prompt_value: str = "") -> CompareControl
 
 def wire_compare_tab(tab: CompareTab, c: CompareControls, *, concurrency_limit: int):
     """The tab's one public endpoint, ``/compare``, in the sampling queue (one run at a time with Generate)."""
-    return gr.on([c.run_btn.click, c.prompt.submit], guarded(tab.compare), [c.prompt, c.seed],
+    run = gpu(guarded(tab.compare), compare_duration(tab.studio))          # ZeroGPU: on the GPU (demo.gpu)
+    return gr.on([c.run_btn.click, c.prompt.submit], run, [c.prompt, c.seed],
                  [c.video, c.xt, c.stunet_md, c.cascade_md, c.measurements, c.status], api_name="compare",
                  api_description="Compare STUNet with the keyframe cascade: (prompt, seed) -> video (STUNet left, "
                  "cascade right), x-t slices, STUNet measurement, cascade measurement, measurements, status.",

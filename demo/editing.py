@@ -26,13 +26,14 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
 
 from stunet import editing
-from stunet.inspect import Inspector
+from stunet.inspection import Inspector
 from stunet.pipeline import Settings
 from stunet.video import read_image, upscale, write_video
 from stunet.video_decode import decode_video, read_mask, sniff
@@ -109,7 +110,6 @@ class EditControls:
     """The Edit tab's components (built by ``build_edit_tab`` inside a ``gr.Tab``)."""
     source: Any
     upload: Any
-    load_btn: Any
     mask: Any
     prompt: Any
     seed: Any
@@ -199,23 +199,55 @@ class EditTab:
         return m
 
     def load(self, rec, source, upload):
-        """'Use this input': show it, and put it (enlarged) under the brush."""
+        """The input, put (enlarged) under the brush and shown playing: (editor value, input video, note).
+        The last clip's own MP4 is shown and its canvas written beside it (no new folder per clip, while its
+        folder is still kept)."""
         video = self.source_clip(rec, source, upload)
-        d = self.studio.files.request_dir()
-        canvas = d / "canvas.png"
+        own = Path(rec.mp4) if source == SOURCE_LAST and rec.mp4 else None
+        if own is not None and own.is_file():
+            d, shown = own.parent, own
+        else:
+            d = self.studio.files.request_dir()
+            shown = write_video(d / "input.mp4", video, scale=self.studio.video_scale) if len(video) > 1 else None
+        canvas = d / f"canvas-{rec.id}.png" if own is not None else d / "canvas.png"
         from PIL import Image
         Image.fromarray(self.canvas(video)).save(canvas)
-        shown = write_video(d / "input.mp4", video, scale=self.studio.video_scale) if len(video) > 1 else None
         note = (f"Input: {len(video)} frame{'s' if len(video) > 1 else ''} at {self.cfg.width}×{self.cfg.height}. "
                 "Paint the pixels to regenerate (inpainting) or that may move (cinemagraph); "
                 "all frames are overlaid under the brush.")
         return {"background": str(canvas), "layers": [], "composite": None}, shown and str(shown), note
 
+    def show(self, rec, source, upload):
+        """An input chosen (or a new last clip): (editor value, input video, note, edit prompt). The input goes
+        under the brush at once; the last clip also puts its prompt in the edit prompt (an upload leaves it).
+        No clip or no file yet: an empty editor and a hint, not an error."""
+        source = L.check_choice("Input", source, [SOURCE_LAST, SOURCE_UPLOAD])
+        if source == SOURCE_LAST and not isinstance(rec, ClipRecord):
+            return None, None, "No clip yet: generate one in the Generate tab, or upload a file.", gr.skip()
+        if source == SOURCE_UPLOAD and not upload:
+            return None, None, "Upload a GIF, MP4 (H.264) or image to edit.", gr.skip()
+        value, shown, note = self.load(rec, source, upload)
+        return value, shown, note, rec.settings.prompt if source == SOURCE_LAST else gr.skip()
+
+    def uploaded(self, rec, upload):
+        """A file uploaded: it becomes the input, (input choice, *``show``)."""
+        return (SOURCE_UPLOAD, *self.show(rec, SOURCE_UPLOAD, upload))
+
+    def follow(self, rec, source):
+        """After a Generate: the new clip goes under the brush where the input is the last clip (else nothing)."""
+        if source != SOURCE_LAST:
+            return (gr.skip(),) * 4
+        return self.show(rec, source, None)
+
+    def cleared(self, rec, source):
+        """The upload removed: where it was the input, the editor empties."""
+        if source != SOURCE_UPLOAD:
+            return (gr.skip(),) * 4
+        return self.show(rec, source, None)
+
     def check_common(self, prompt, seed, steps, guidance, fps):
         prompt = L.check_prompt(prompt)
-        if not self.studio.tok.encode(prompt).words:
-            raise LimitError("None of the prompt's words are known to the model, so it would ignore them all. "
-                             f"It knows: {', '.join(self.studio.tok.words)}.")
+        L.check_words(self.studio.tok, prompt)
         return (prompt, L.check_int("Seed", seed, L.MIN_SEED, L.MAX_SEED),
                 L.check_int("Steps", steps, L.MIN_STEPS, L.MAX_STEPS),
                 L.check_float("Guidance", guidance, L.MIN_GUIDANCE, L.MAX_GUIDANCE),
@@ -292,14 +324,15 @@ class EditTab:
         progress(1.0, desc="Encoding the video")
         d = studio.files.request_dir()
         name = f"stunet-{req.mode.replace('_', '-')}-{slug(req.prompt)}-seed{req.seed}"
-        mp4 = write_video(d / f"{name}.mp4", e.video, fps=fps, scale=studio.video_scale)
-        gif = write_video(d / f"{name}.gif", e.video, fps=fps, scale=studio.gif_scale)
-        src = write_video(d / "input.mp4", e.source, fps=fps, scale=studio.video_scale)
+        mp4 = write_video(d / f"{name}.mp4", e.video, fps=fps, scale=studio.video_scale, fast=True)
+        src = write_video(d / "input.mp4", e.source, fps=fps, scale=studio.video_scale, fast=True)
         enc = studio.tok.encode(req.prompt)
-        recording = inspector.recording
-        rec = ClipRecord(s, fps, e.video, list(enc.words), list(enc.unknown), list(enc.truncated), recording,
-                         recording.recorded_frames(min(e.video.shape[0], studio.window)), str(mp4), str(gif),
-                         e.seconds, precision=precision_of(pipe), edit=e.record())
+        recording = inspector.recording          # an edit is recorded while it runs (its inputs are not kept)
+        rec = ClipRecord(settings=s, fps=fps, video=e.video, words=list(enc.words), unknown=list(enc.unknown),
+                         truncated=list(enc.truncated), mp4=str(mp4), gif=None, seconds=e.seconds,
+                         recording=recording,
+                         recorded_frames=recording.recorded_frames(min(e.video.shape[0], studio.window)),
+                         precision=precision_of(pipe), edit=e.record())
         studio.records.add(rec)
         studio.prune_cache()
         yield str(src), str(mp4), rec.settings_dict(), self.status_md(e), rec
@@ -327,7 +360,6 @@ def build_edit_tab(tab: EditTab, prompt_value: str = "") -> EditControls:
             source = gr.Radio(SOURCES, value=SOURCE_LAST, label="Input", elem_id="edit-source")
             upload = gr.File(label=f"Upload a GIF, MP4 (H.264) or image (up to {L.MAX_UPLOAD_BYTES // 2**20} MB)",
                              file_types=UPLOAD_TYPES, type="filepath", height=110, elem_id="edit-upload")
-            load_btn = gr.Button("Use this input", size="sm", elem_id="edit-load")
             mask = gr.ImageMask(label="Paint the mask (inpainting) or the region (cinemagraph)", type="filepath",
                                 image_mode="RGBA", sources=[], transforms=[], layers=False,
                                 brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed",
@@ -358,20 +390,27 @@ def build_edit_tab(tab: EditTab, prompt_value: str = "") -> EditControls:
                                        elem_id="edit-input", buttons=[])
                 result_video = gr.Video(label="Result", autoplay=True, loop=True, interactive=False, height=260,
                                         elem_id="edit-result", buttons=["download"])
-            status = gr.Markdown(f"Pick an input and press **Use this input**; the model works at "
-                                 f"{cfg.width}×{cfg.height}.", elem_id="edit-status")
+            status = gr.Markdown(f"Generate a clip, or upload a GIF, MP4 or image: it appears under the brush. "
+                                 f"The model works at {cfg.width}×{cfg.height}.", elem_id="edit-status")
             with gr.Accordion("Edit settings", open=False):
                 settings = gr.JSON(label="Settings", elem_id="edit-settings")
     harden_image_mask(mask)
     tab.mask_component = mask          # never replaced per session (no gr.update of it), so its blobs are these
-    return EditControls(source, upload, load_btn, mask, prompt, seed, steps, guidance, strength, fps, inpaint_btn,
+    return EditControls(source, upload, mask, prompt, seed, steps, guidance, strength, fps, inpaint_btn,
                         cinemagraph_btn, v2v_btn, input_video, result_video, settings, status)
 
 
-def wire_edit_tab(tab: EditTab, c: EditControls, record, *, concurrency_limit: int, then) -> list:
-    """The Edit tab's events: load, and one public endpoint per edit; ``then(event)`` chains the Inspect refresh."""
-    c.load_btn.click(guarded(tab.load), [record, c.source, c.upload], [c.mask, c.input_video, c.status],
-                     preprocess=False, api_visibility="private", concurrency_limit=2, concurrency_id="edit-load")
+def wire_edit_tab(tab: EditTab, c: EditControls, record, *, concurrency_limit: int, then, generated=()) -> list:
+    """The Edit tab's events: the chosen input under the brush at once (also after each of the ``generated``
+    events, where the input is the last clip), and one public endpoint per edit; ``then(event)`` chains the
+    Inspect refresh."""
+    shown = [c.mask, c.input_video, c.status, c.prompt]
+    private = dict(preprocess=False, api_visibility="private", concurrency_limit=2, concurrency_id="edit-load")
+    c.source.input(guarded(tab.show), [record, c.source, c.upload], shown, **private)
+    c.upload.upload(guarded(tab.uploaded), [record, c.upload], [c.source] + shown, **private)
+    c.upload.clear(guarded(tab.cleared), [record, c.source], shown, **private)
+    for e in generated:
+        e.success(guarded(tab.follow), [record, c.source], shown, **private)
     out = [c.input_video, c.result_video, c.settings, c.status, record]
     common = dict(preprocess=False, concurrency_limit=concurrency_limit, concurrency_id="generate",
                   show_progress="minimal", show_progress_on=[c.result_video])

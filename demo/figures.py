@@ -1,6 +1,6 @@
 """Recording -> figure. Plain functions (no Gradio), so tests can call them directly.
 
-Inputs are what the library produces: a ``stunet.inspect.Recording``, the clip as
+Inputs are what the library produces: a ``stunet.inspection.Recording``, the clip as
 t h w 3 uint8, the model's ``STUNetConfig``. Outputs are plotly figures or h w 3 uint8
 images (PIL draws the labels). The maths lives in ``stunet.analysis``.
 """

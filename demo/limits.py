@@ -47,7 +47,8 @@ QUEUE_MAX_SIZE = 8               # waiting requests; beyond it the server answer
 GENERATE_CONCURRENCY = 1         # one sampling run at a time (2 vCPU: torch uses both)
 INSPECT_CONCURRENCY = 2          # inspect views are cheap; they never wait behind sampling
 STATE_TTL_S = 1800               # a session's last clip and its recording are kept this long
-RECORDS_MAX_BYTES = 2 * 2**30    # all sessions' recordings together; beyond it the oldest are released
+RECORDS_MAX_BYTES = 512 * 2**20  # all sessions' recordings together; beyond it the oldest are released
+                                 # (a generated clip is recorded again when a view asks: about one clip's time)
 OUTPUT_TTL_S = 3600              # written MP4/GIF/NPZ files are deleted after this
 MAX_OUTPUT_DIRS = 64             # and at most this many request folders are kept
 GRADIO_CACHE_CLEANUP = (900, 3600)   # gr.Blocks(delete_cache=(every s, older than s))
@@ -59,9 +60,12 @@ CACHE_PRUNE_EVERY_S = 30
 RECORD_MAX_BYTES = 96 * 2**20    # per request (Inspector max_bytes); about 45 MB at 20 steps x 32 frames
 X0_MAX_BYTES = 16 * 2**20        # x0-hat is kept at every step up to this size, else at evenly spaced steps
 FEATURE_STEPS = 6                # feature maps are recorded at this many denoising steps (evenly spaced)
-VIDEO_SIDE = 512                 # the MP4 is upscaled (nearest neighbour) to about this many pixels
+VIDEO_SIDE = 128                 # the MP4 is upscaled (nearest neighbour) to about this many pixels; the
+                                 # player scales it further with CSS image-rendering: pixelated (demo.style)
 GIF_SIDE = 256
 PREVIEW_MAX_FRAMES = 32          # live x0-hat preview shows at most this many frames
+PREVIEW_CELL = 64                # pixels a side of a preview frame (scaled further by the browser, pixelated)
+PREVIEW_EVERY_S = 0.5            # at most one x0-hat preview per this many seconds while sampling
 
 # --------------------------------------------------------------------------- defaults (sampling ones: stunet.defaults)
 DEFAULT_SEED = 0
@@ -164,6 +168,17 @@ def check_prompt(value) -> str:
     return value
 
 
+def check_words(tokenizer, prompt: str):
+    """The prompt's encoding (``stunet.text.Encoded``); refused when no word of it says what to draw (all
+    unknown, or only stopwords such as "a"): the library's one rule, ``Tokenizer.check``, whose message names
+    the unknown words and the vocabulary."""
+    from stunet.text import PromptError
+    try:
+        return tokenizer.check(prompt)
+    except PromptError as e:
+        raise LimitError(str(e)) from None
+
+
 def job_deadline_s(first_step_s: float, steps: int) -> float:
     """Seconds a clip of ``steps`` steps may take, given how long its first step took (see JOB_DEADLINE_MARGIN)."""
     return max(float(JOB_DEADLINE_FLOOR_S), JOB_DEADLINE_MARGIN * steps * first_step_s)
@@ -173,7 +188,8 @@ def limits_table(factor: int = 4, window: int = 32, strides=(1, 2, 4)) -> list[t
     """(input, allowed values) rows for the README and the About tab."""
     lo, hi = frames_range(factor, window)
     return [
-        ("prompt", f"1 to {MAX_PROMPT_CHARS} characters, at least one word the model knows"),
+        ("prompt", f"1 to {MAX_PROMPT_CHARS} characters, at least one word the model knows that is not a "
+                   "stopword (a, an, the, is)"),
         ("seed", f"whole number {MIN_SEED} to {MAX_SEED}"),
         ("steps", f"{MIN_STEPS} to {MAX_STEPS}"),
         ("guidance", f"{MIN_GUIDANCE:g} to {MAX_GUIDANCE:g}"),

@@ -19,24 +19,32 @@ from stunet.defaults import SamplingDefaults
 
 log = logging.getLogger("stunet.studio")
 
-FULL, FAST = "full", "fast"
+FULL, FAST, ONE_PASS = "full", "fast", "one-pass"
 FAST_MODEL_ENV = "STUNET_FAST_MODEL"
 DEFAULT_FAST_MODEL = DEFAULT_MODEL.parent / "stunet-shapes-fast"
+ONE_PASS_MODEL_ENV = "STUNET_ONE_PASS_MODEL"
+DEFAULT_ONE_PASS_MODEL = DEFAULT_MODEL.parent / "stunet-shapes-one-pass"
+LABELS = {FULL: "Full", FAST: "Fast", ONE_PASS: "One-pass"}
 
 
 @dataclass(frozen=True)
 class ModelChoice:
-    key: str                            # what the API takes: "fast" or "full"
+    key: str                            # what the API takes: "full", "one-pass" or "fast"
     directory: Path | None              # None: a pipeline handed to the studio (tests, tools)
     defaults: SamplingDefaults
 
     @property
     def label(self) -> str:
-        return f"{'Fast' if self.key == FAST else 'Full'} ({self.defaults.steps} steps)"
+        return f"{LABELS.get(self.key, self.key)} ({self.defaults.steps} steps)"
 
 
 def fast_model_dir() -> Path:
     return Path(os.environ.get(FAST_MODEL_ENV, DEFAULT_FAST_MODEL))
+
+
+def one_pass_model_dir() -> Path:
+    """The guidance-distilled full model (``stunet.guidance_distill``): the full model's steps, one row each."""
+    return Path(os.environ.get(ONE_PASS_MODEL_ENV, DEFAULT_ONE_PASS_MODEL))
 
 
 def _compatible(full: Path, fast: Path) -> str | None:
@@ -49,20 +57,25 @@ def _compatible(full: Path, fast: Path) -> str | None:
     return None
 
 
-def available(full_dir: Path, fast_dir: Path | None = None, default: str = FULL) -> list[ModelChoice]:
-    """The choices, the default first: the full model, and the fast one when its checkpoint is there
-    and fits the same page (same architecture apart from the guidance input, same vocabulary)."""
+def available(full_dir: Path, fast_dir: Path | None = None, default: str = FULL,
+              one_pass_dir: Path | None = None) -> list[ModelChoice]:
+    """The choices, the default first: the full model, and the one-pass and fast ones when their checkpoints
+    are there and fit the same page (same architecture apart from the guidance input, same vocabulary).
+    A ``default`` that is not offered falls back to the full model."""
     choices = [ModelChoice(FULL, Path(full_dir), read_sampling(full_dir))]
-    fast_dir = fast_model_dir() if fast_dir is None else Path(fast_dir)
-    if (fast_dir / "config.json").is_file():
+    extra = ((ONE_PASS, one_pass_model_dir() if one_pass_dir is None else Path(one_pass_dir)),
+             (FAST, fast_model_dir() if fast_dir is None else Path(fast_dir)))
+    for key, d in extra:
+        if not (d / "config.json").is_file():
+            continue
         try:
-            why = _compatible(Path(full_dir), fast_dir)
+            why = _compatible(Path(full_dir), d)
             if why is None:
-                choices.append(ModelChoice(FAST, fast_dir, read_sampling(fast_dir)))
+                choices.append(ModelChoice(key, d, read_sampling(d)))
             else:
-                log.info("fast model at %s not offered: %s", fast_dir, why)
+                log.info("%s model at %s not offered: %s", key, d, why)
         except (OSError, ValueError) as e:
-            log.warning("fast model at %s not offered: %s", fast_dir, e)
+            log.warning("%s model at %s not offered: %s", key, d, e)
     choices.sort(key=lambda c: c.key != default)
     return choices
 
@@ -72,16 +85,18 @@ _LOCK = threading.Lock()
 
 
 def load(directory: Path):
-    """The process's one Pipeline for ``directory`` (loaded on first use; ``$STUNET_PRECISION`` applies)."""
+    """The process's one Pipeline for ``directory`` (loaded on first use, on ``stunet.device.resolve_device()``:
+    ``$STUNET_DEVICE``, else CUDA where there is a GPU; ``$STUNET_PRECISION`` applies)."""
+    from stunet.device import resolve_device
     from stunet.pipeline import Pipeline
     key = Path(directory).resolve()
     with _LOCK:
         if key not in _PIPELINES:
             t0 = time.perf_counter()
-            pipe = Pipeline.from_pretrained(key)
+            pipe = Pipeline.from_pretrained(key, device=resolve_device())
             _PIPELINES[key] = pipe
-            log.info("model %s loaded in %.1f s (precision %s: %s)", key.name, time.perf_counter() - t0,
-                     pipe.precision.name, pipe.precision.reason)
+            log.info("model %s loaded in %.1f s on %s (precision %s: %s)", key.name, time.perf_counter() - t0,
+                     pipe.device, pipe.precision.name, pipe.precision.reason)
         return _PIPELINES[key]
 
 
@@ -109,11 +124,12 @@ def cascade_available(directory: Path | None = None) -> Path | None:
 
 def load_cascade(directory: Path):
     """The process's one cascade pipeline for ``directory`` (``stunet.cascade.load_pipeline``; loaded on first use)."""
+    from stunet.device import resolve_device
     from stunet.shapes.compare import load_cascade as load
     key = ("cascade", Path(directory).resolve())
     with _LOCK:
         if key not in _PIPELINES:
             t0 = time.perf_counter()
-            _PIPELINES[key] = load(key[1])
+            _PIPELINES[key] = load(key[1], device=resolve_device())
             log.info("cascade %s loaded in %.1f s", key[1].name, time.perf_counter() - t0)
         return _PIPELINES[key]

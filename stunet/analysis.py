@@ -1,7 +1,7 @@
 """Model-free maths for looking inside a space-time U-Net (used by the studio, usable anywhere).
 
 Everything here takes plain arrays (numpy, or torch tensors converted on the way in)
-in the layouts ``stunet.inspect.Recording`` stores, and returns numpy arrays:
+in the layouts ``stunet.inspection.Recording`` stores, and returns numpy arrays:
 
 * ``pca_rgb``: a level's features (c t h w) as RGB images, the first three principal
   components of the channels, one basis for all frames of the level.

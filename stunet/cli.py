@@ -11,10 +11,12 @@
     stunet train-cascade --init RUN/image_unet --out runs/cascade   the cascade baseline (see stunet.cascade)
     stunet distill --out runs/fast --steps 8            few-step student (see stunet.distill)
     stunet eval [--model DIR]                           (see stunet.shapes.evaluate)
+    stunet generate "a red square spinning" --ablate tattn:all=uniform   an intervention (stunet info --parts)
+    stunet ablate --out DIR                             each temporal part switched off (see stunet.ablate)
     stunet compare --stunet DIR --cascade DIR --out DIR  STUNet vs keyframe cascade (stunet.shapes.compare)
     stunet average RUN_A RUN_B --out DIR [--weights 1,1]   checkpoint averaging
     stunet bench                                        (a source checkout's benchmarks/)
-    stunet space export|check|push DIR                  Hugging Face Space (see stunet.space)
+    stunet space export|check|push DIR                  Hugging Face Space (see stunet.space; --hardware)
 """
 from __future__ import annotations
 
@@ -40,6 +42,10 @@ def cmd_info(args) -> int:
     from .checkpoint import read_config
     from .config import preset
     cfg = read_config(args.model) if args.model else preset(args.preset)
+    if args.parts:                                      # the names `generate --ablate` takes (stunet.interventions)
+        from .interventions import list_parts
+        print("\n".join(f"{name:<34}{what}" for name, what in list_parts(cfg)))
+        return 0
     info = _pyramid_dict(cfg, args.frames)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -139,6 +145,7 @@ def cmd_edit(args) -> int:
 def cmd_generate(args) -> int:
     from .cascade import load_pipeline
     from .pipeline import Settings
+    from .text import PromptError
     from .video import FORMATS, read_image, slug, write_video
     if args.video or args.region or args.mask or args.strength is not None:
         return cmd_edit(args)
@@ -160,19 +167,28 @@ def cmd_generate(args) -> int:
     vocab = ", ".join(pipe.tokenizer.words)
     net = getattr(pipe, "net_config", pipe.config)
     first = read_image(args.image, (net.height, net.width)) if args.image else None
+    from .ablate import cli_parts                       # --ablate: checked for every prompt before any sampling
+    parts = cli_parts(pipe, args.ablate, [Settings(p, seed=args.seed, steps=args.steps, guidance=args.guidance,
+                      frames=args.frames or pipe.config.frames, sampler=args.sampler, stride=args.stride)
+                      for p in prompts])
     status = 0
     for i, prompt in enumerate(prompts):
-        enc = pipe.tokenizer.encode(prompt)
+        try:
+            enc = pipe.tokenizer.check(prompt)              # refused: no word of content (stunet.text)
+        except PromptError as e:
+            print(f"error: {prompt!r}: {e}", file=sys.stderr)
+            status = 1
+            continue
         if enc.unknown:
             print(f"warning: unknown words {enc.unknown} in {prompt!r} are ignored; the model knows: {vocab}",
                   file=sys.stderr)
-        if not enc.words:
-            print(f"error: no known word in {prompt!r}; the model knows: {vocab}", file=sys.stderr)
-            status = 1
-            continue
         s = Settings(prompt, seed=args.seed, steps=args.steps, guidance=args.guidance,
                      frames=args.frames or pipe.config.frames, sampler=args.sampler, stride=args.stride)
-        gen = pipe(s, first_frame=first)
+        if parts:
+            from .interventions import run as run_intervened
+            gen = run_intervened(pipe, s, parts, first_frame=first)
+        else:
+            gen = pipe(s, first_frame=first)
         if args.prompts:
             fmt = args.format or "mp4"
             out = Path(args.out_dir) / f"{i:03d}-{slug(prompt)}.{fmt}"
@@ -231,7 +247,7 @@ def cmd_bench(argv: list[str]) -> int:
 def cmd_space(args) -> int:
     from . import space
     if args.action == "export":
-        space.export(args.dir, overwrite=args.overwrite)
+        space.export(args.dir, overwrite=args.overwrite, hardware=args.hardware)
     elif args.action == "push":
         print(space.push(args.dir, args.repo, private=args.private))
         return 0
@@ -258,6 +274,12 @@ def main(argv=None) -> int:
     if argv and argv[0] == "distill":
         from .distill import main as distill_main
         return distill_main(argv[1:]) or 0
+    if argv and argv[0] == "distill-guidance":
+        from .guidance_distill import main as guidance_main
+        return guidance_main(argv[1:]) or 0
+    if argv and argv[0] == "ablate":
+        from .ablate import main as ablate_main
+        return ablate_main(argv[1:]) or 0
     if argv and argv[0] == "eval":
         from .shapes.evaluate import main as eval_main
         return eval_main(argv[1:]) or 0
@@ -272,7 +294,10 @@ def main(argv=None) -> int:
     sub.add_parser("train", help="train a model (stunet train --help)")
     sub.add_parser("train-cascade", help="train the keyframes + TSR cascade baseline (stunet train-cascade --help)")
     sub.add_parser("distill", help="distil a few-step model from a checkpoint (stunet distill --help)")
+    sub.add_parser("distill-guidance", help="fold classifier-free guidance into the network: one row a step "
+                   "(stunet distill-guidance --help)")
     sub.add_parser("eval", help="evaluate a model with analytic detectors (stunet eval --help)")
+    sub.add_parser("ablate", help="switch each temporal part off, paired against the unablated run (stunet ablate --help)")
     sub.add_parser("compare", help="STUNet vs a keyframe cascade on periodic motion (stunet compare --help)")
     sub.add_parser("bench", help="time the STUNet against baselines (source checkout; stunet bench --help)")
     i = sub.add_parser("info", help="print the space-time pyramid")
@@ -280,6 +305,7 @@ def main(argv=None) -> int:
     i.add_argument("--model", help="checkpoint directory (overrides --preset)")
     i.add_argument("--frames", type=int, help="clip length (default: the training window)")
     i.add_argument("--json", action="store_true")
+    i.add_argument("--parts", action="store_true", help="list the parts `generate --ablate` takes")
     g = sub.add_parser("generate", help="make clips from text")
     g.add_argument("prompt", nargs="?")
     g.add_argument("--prompts", help="file with one prompt per line")
@@ -305,6 +331,8 @@ def main(argv=None) -> int:
     g.add_argument("--strength", type=float, help="video-to-video: how much of the schedule to redo, in (0, 1]")
     g.add_argument("--model", help="checkpoint directory, a STUNet or a cascade (default: the shipped model)")
     g.add_argument("--scale", type=int, default=8, help="nearest-neighbour upscaling of mp4/gif")
+    g.add_argument("--ablate", action="append", metavar="PART", help="switch a part off or patch it (repeatable; "
+                   "names: stunet info --parts), same seed and noise (stunet.interventions)")
     a = sub.add_parser("average", help="average the weights of checkpoints of one run (checkpoint averaging)")
     a.add_argument("checkpoints", nargs="+", help="checkpoint directories (same config and vocabulary)")
     a.add_argument("--out", required=True, help="new checkpoint directory")
@@ -315,6 +343,9 @@ def main(argv=None) -> int:
     se = sp_sub.add_parser("export", help="write what the Space needs into DIR, then check it")
     se.add_argument("dir")
     se.add_argument("--overwrite", action="store_true", help="replace DIR's contents (its .git is kept)")
+    from .space import DEFAULT_HARDWARE, HARDWARE           # standard library only: cheap
+    se.add_argument("--hardware", choices=tuple(HARDWARE), default=DEFAULT_HARDWARE,
+                    help="the Space's hardware: zero-gpu (default: the only one free accounts may host) or cpu-basic")
     sp_sub.add_parser("check", help="check DIR against the Hub's rules").add_argument("dir")
     su = sp_sub.add_parser("push", help="check DIR, create the Space and upload DIR (token: HF_TOKEN or login)")
     su.add_argument("dir")

@@ -12,7 +12,7 @@ everything about *calling the model* so that the sampling loop only steps a solv
   training window is covered by overlapping windows, each denoised, the predictions averaged
   where windows overlap; a clip that fits one window is one plain call, bit for bit;
 * precision (``precision.Precision``: autocast on the model's device type) and device;
-* announcing each model call to an ``Inspector`` (``inspect.step_scope``), so its hooks know the
+* announcing each model call to an ``Inspector`` (``inspection.step_scope``), so its hooks know the
   step; the inspector's per-step record is an ordinary callback of the loop.
 
 Shapes: x, cond b c t h w; mask b 1 t h w; the prediction b c t h w, in the model's target
@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from .defaults import GUIDANCE
-from .inspect import step_scope
+from .inspection import step_scope
 from .model import STUNet
 from .precision import Precision, resolve
 from .text import TextEncoding

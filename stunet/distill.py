@@ -32,10 +32,8 @@ defaults in ``sampling.json`` (``checkpoint.SamplingDefaults``).
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -44,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from .checkpoint import SamplingDefaults, load_pretrained, save_pretrained
@@ -55,6 +53,8 @@ from .precision import Precision
 from .precision import resolve as resolve_precision
 from .shapes.data import video_batch
 from .text import Tokenizer, TextEncoding
+from .training_loop import (JsonLog, LoopConfig, Optimisation, OptimConfig, add_optimisation_args, fit,
+                            precision_record, resume_into, save_state)
 
 # conditioning tasks of the stored trajectories (as train.TASKS): text-to-video, first frame, a region
 TASK_PROBS = (0.75, 0.20, 0.05, 0.0)
@@ -339,99 +339,104 @@ def step_probabilities(weights: list[float] | None, steps: int) -> np.ndarray | 
     return w / w.sum()
 
 
-def train_student(teacher: STUNet, tok: Tokenizer, traj_dir: Path, out: Path, args, precision: Precision,
-                  deadline: float, log) -> STUNet:
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """One few-step distillation run (``stunet distill``'s flags, validated; ``device`` and ``precision`` as
+    given: ``run`` resolves "auto")."""
+    out: str = "runs/fast"
+    teacher: str | None = None
+    steps: int = 8                       # the student's sampling steps (N)
+    sub: int = 3                         # teacher DPM-Solver++ steps per student step
+    trajectories: int = 1000
+    teacher_batch: int = 4
+    part: tuple[int, int] = (0, 1)       # phase 1: this process writes the shards k mod n
+    iters: int = 2000
+    batch: int = 8
+    lr: float = 2e-4
+    warmup: int = 100
+    ema: float = 0.998
+    seed: int = 0
+    log_every: int = 25
+    ckpt_every: int = 200
+    minutes: float = float("inf")
+    resume: bool = False
+    init: str | None = None              # a student checkpoint to start from (default: the teacher)
+    step_weights: tuple[float, ...] | None = None
+    precision: str = PRECISION
+    threads: int = 0
+    device: str = "auto"
+    quiet: bool = False
+
+    def __post_init__(self):
+        for name in ("steps", "sub", "teacher_batch", "batch", "warmup", "log_every", "ckpt_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        for name in ("trajectories", "iters"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0")
+        k, n = self.part
+        if not 0 <= k < n:
+            raise ValueError(f"--part must be K/N with 0 <= K < N, got {k}/{n}")
+        if self.step_weights is not None:
+            step_probabilities(list(self.step_weights), self.steps)
+
+
+def train_student(teacher: STUNet, tok: Tokenizer, traj_dir: Path, out: Path, rc: DistillConfig,
+                  precision: Precision, deadline: float, log) -> STUNet:
     """Phase 2: fit the student to the stored trajectories (resumable from OUT/train_state)."""
-    from .train import _unflatten_optimizer, ema_update, learning_rate, save_state
-    device = torch.device(args.device)
+    device = torch.device(rc.device)
     rows, held = TrajectoryRows(traj_dir), TrajectoryRows(traj_dir, holdout=True)
     if not rows.trajectories:
         raise ValueError(f"no trajectories in {traj_dir}")
     timesteps = torch.tensor(rows.timesteps)
     sampling = SamplingDefaults(steps=len(rows.timesteps), guidance=GUIDANCE, sampler="ddim")
-    init = getattr(args, "init", None)
-    student = (student_from_checkpoint(teacher.cpu(), init) if init else student_from_teacher(teacher.cpu())).to(device)
+    student = (student_from_checkpoint(teacher.cpu(), rc.init) if rc.init
+               else student_from_teacher(teacher.cpu())).to(device)
     state_dir = out / "train_state"
-    step, opt_sd, ema_sd = 0, None, None
-    if args.resume and (state_dir / "state.json").is_file():
-        st = json.loads((state_dir / "state.json").read_text())
-        step = st["step"]
-        student.load_state_dict(load_file(str(state_dir / "raw.safetensors")))
-        opt_sd = _unflatten_optimizer(load_file(str(state_dir / "optimizer.safetensors")),
-                                      json.loads((state_dir / "optimizer.json").read_text()))
-        ema_sd = load_file(str(out / "model.safetensors"))
-        log({"event": "resumed", "phase": "student", "step": step})
-    elif init:
-        log({"event": "init", "phase": "student", "from": str(init)})
-    student.train().requires_grad_(True)
-    opt = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    if opt_sd is not None:
-        opt.load_state_dict(opt_sd)
-    ema = copy.deepcopy(student).requires_grad_(False).eval()
+    step, opt_sd, ema_sd = resume_into(student, out) if rc.resume else (0, None, None)
     if ema_sd is not None:
-        ema.load_state_dict(ema_sd)
+        log({"event": "resumed", "phase": "student", "step": step})
+    elif rc.init:
+        log({"event": "init", "phase": "student", "from": str(rc.init)})
+    student.train().requires_grad_(True)
+    optim = Optimisation(student, OptimConfig(lr=rc.lr, total=rc.iters, warmup=rc.warmup, ema=rc.ema), step,
+                         opt_sd, ema_sd)
+    ema = optim.ema.eval()
     ac = alphas_cumprod(student.config).to(device)
     autocast = precision.autocast(device.type)
-    rng = np.random.default_rng([args.seed, step, 11])
-    step_p = step_probabilities(getattr(args, "step_weights", None), len(rows.timesteps))
+    rng = np.random.default_rng([rc.seed, step, 11])
+    step_p = step_probabilities(list(rc.step_weights) if rc.step_weights else None, len(rows.timesteps))
     if step_p is not None:
-        log({"event": "step_weights", "weights": args.step_weights, "shares": [round(float(v), 4) for v in step_p],
+        log({"event": "step_weights", "weights": list(rc.step_weights), "shares": [round(float(v), 4) for v in step_p],
              "step": step})
-    bar = tqdm(total=args.iters, initial=step, desc="student", disable=args.quiet, dynamic_ncols=True,
-               mininterval=5.0)
-    t0, smooth = time.time(), None
-    if ema_sd is not None and step < args.iters:   # resumed: the held-out loss where it starts (the set may have grown)
+    if ema_sd is not None and step < rc.iters:   # resumed: the held-out loss where it starts (the set may have grown)
         log({"phase": "student", "step": step, **validation_loss(ema, ac, timesteps, held, autocast)})
 
-    def save():
-        save_pretrained(ema, tok, out, extra={"phase": "student", "step": step}, sampling=sampling)
-        save_state(state_dir, "student", step, student, opt, {"args": vars(args)})
-
-    while step < args.iters and time.time() < deadline:
-        for g in opt.param_groups:
-            g["lr"] = learning_rate(args.lr, step, args.iters, args.warmup)
-        if step % 100 == 0:
+    def loss_at(k: int):
+        if k % 100 == 0:
             rows.refresh()
-        loss = distill_loss(student, ac, timesteps, rows.sample(rng, args.batch, step_p), autocast)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt.step()
-        ema_update(ema, student, step, args.ema)
-        step += 1
-        lv = loss.item()
-        if not math.isfinite(lv):
-            raise FloatingPointError(f"non-finite distillation loss at step {step}")
-        smooth = lv if smooth is None else 0.95 * smooth + 0.05 * lv
-        bar.update(1)
-        bar.set_postfix(loss=f"{smooth:.4f}")
-        if step % args.log_every == 0 or step == args.iters:
-            log({"phase": "student", "step": step, "loss": round(smooth, 5), "grad_norm": round(float(gnorm), 4),
-                 "lr": opt.param_groups[0]["lr"], "trajectories": rows.trajectories,
-                 "seconds": round(time.time() - t0, 1)})
-        if step % args.ckpt_every == 0:
-            held.refresh()
-            log({"phase": "student", "step": step, **validation_loss(ema, ac, timesteps, held, autocast)})
-            save()
-    bar.close()
-    held.refresh()
-    log({"phase": "student", "step": step, **validation_loss(ema, ac, timesteps, held, autocast)})
-    save()
-    log({"event": "done" if step >= args.iters else "stopped", "phase": "student", "step": step})
+        return distill_loss(student, ac, timesteps, rows.sample(rng, rc.batch, step_p), autocast), {}
+
+    def save(k: int):
+        save_pretrained(ema, tok, out, extra={"phase": "student", "step": k}, sampling=sampling)
+        save_state(state_dir, "student", k, student, optim.opt, {"args": dataclasses.asdict(rc)})
+
+    def validate_and_save(k: int):
+        held.refresh()
+        log({"phase": "student", "step": k, **validation_loss(ema, ac, timesteps, held, autocast)})
+        save(k)
+
+    loop = LoopConfig(total=rc.iters, deadline=deadline, log_every=rc.log_every, ckpt_every=rc.ckpt_every,
+                      name="student", smoothing=0.95, quiet=rc.quiet)
+    step = fit(optim, loss_at, loop, log=log, checkpoint=validate_and_save, head={"phase": "student"},
+               extra=lambda: {"trajectories": rows.trajectories})
+    validate_and_save(step)
+    log({"event": "done" if step >= rc.iters else "stopped", "phase": "student", "step": step})
     return ema
 
 
 # ---------------------------------------------------------------------------- command line
-def _log_to(path: Path):
-    f = open(path, "a")
-
-    def log(rec):
-        f.write(json.dumps({"time": round(time.time(), 1), **rec}) + "\n")
-        f.flush()
-    return log
-
-
-def parse_args(argv=None):
+def parse_args(argv=None) -> DistillConfig:
     p = argparse.ArgumentParser(prog="stunet distill", description=__doc__.split("\n\n")[0])
     p.add_argument("--teacher", default=None, help="teacher checkpoint directory (default: the shipped model)")
     p.add_argument("--out", default="runs/fast", help="run folder: trajectories/, train.log, train_state/, the student")
@@ -444,14 +449,8 @@ def parse_args(argv=None):
                         "then one without --part to train)")
     p.add_argument("--iters", type=int, default=2000, help="student optimisation steps (phase 2)")
     p.add_argument("--batch", type=int, default=8, help="student rows (stored states) per step")
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--ema", type=float, default=0.998)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--ckpt-every", type=int, default=200)
-    p.add_argument("--minutes", type=float, default=float("inf"), help="wall-clock budget for this run (both phases)")
-    p.add_argument("--resume", action="store_true", help="continue the student from OUT/train_state")
+    d = DistillConfig()
+    add_optimisation_args(p, lr=d.lr, warmup=d.warmup, ema=d.ema, ckpt_every=d.ckpt_every, log_every=d.log_every)
     p.add_argument("--init", default=None, metavar="DIR",
                    help="start a new student from this student checkpoint (default: from the teacher); "
                         "ignored when --resume finds a train_state")
@@ -462,66 +461,56 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
     p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
-    for name in ("steps", "sub", "teacher_batch", "batch"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    a = p.parse_args(argv)
     try:
-        k, n = (int(v) for v in args.part.split("/"))
-        if not 0 <= k < n:
-            raise ValueError
+        k, n = (int(v) for v in a.part.split("/"))
     except ValueError:
-        p.error(f"--part must be K/N with 0 <= K < N, got {args.part!r}")
-    args.part = (k, n)
-    if args.step_weights is not None:
+        p.error(f"--part must be K/N with 0 <= K < N, got {a.part!r}")
+    weights = None
+    if a.step_weights is not None:
         try:
-            args.step_weights = [float(v) for v in args.step_weights.split(",")]
+            weights = tuple(float(v) for v in a.step_weights.split(","))
         except ValueError:
-            p.error(f"--step-weights must be comma-separated numbers, got {args.step_weights!r}")
-        try:
-            step_probabilities(args.step_weights, args.steps)
-        except ValueError as e:
-            p.error(str(e))
-    for name in ("trajectories", "iters"):
-        if getattr(args, name) < 0:
-            p.error(f"--{name} must be >= 0")
-    return args
+            p.error(f"--step-weights must be comma-separated numbers, got {a.step_weights!r}")
+    try:
+        return DistillConfig(**{**vars(a), "part": (k, n), "step_weights": weights})
+    except ValueError as e:
+        p.error(str(e))
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    rc = parse_args(argv)
     try:
-        return run(args)
+        return run(rc)
     except (ValueError, OSError) as e:       # a bad teacher checkpoint, no trajectories, an unreadable shard
         print(f"error: {e}", file=sys.stderr)
         return 1
 
 
-def run(args) -> int:
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.set_num_threads(args.threads or (os.cpu_count() or 1))
-    precision = resolve_precision(args.precision, args.device)
-    args.precision = precision.name
-    out = Path(args.out)
+def run(rc: DistillConfig) -> int:
+    device = rc.device if rc.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(rc.threads or (os.cpu_count() or 1))
+    precision = resolve_precision(rc.precision, device)
+    rc = dataclasses.replace(rc, device=device, precision=precision.name)       # as it runs (logged)
+    out = Path(rc.out)
     out.mkdir(parents=True, exist_ok=True)
-    deadline = time.time() + args.minutes * 60
-    log = _log_to(out / "train.log")
-    log({"event": "start", "args": vars(args)})
-    log({"event": "precision", **precision.to_dict(), "cpu_capability": torch.backends.cpu.get_cpu_capability()})
-    if not args.quiet:
+    deadline = time.time() + rc.minutes * 60
+    log = JsonLog(out / "train.log")
+    log({"event": "start", "args": dataclasses.asdict(rc)})
+    log(precision_record(precision))
+    if not rc.quiet:
         print(f"precision: {precision.name} ({precision.reason})", file=sys.stderr)
-    teacher, tok = load_pretrained(args.teacher)
-    teacher = teacher.to(args.device, memory_format=torch.channels_last)
+    teacher, tok = load_pretrained(rc.teacher)
+    teacher = teacher.to(rc.device, memory_format=torch.channels_last)
     traj_dir = out / "trajectories"
-    done = generate_trajectories(teacher, tok, traj_dir, count=args.trajectories, steps=args.steps, sub=args.sub,
-                                 batch=args.teacher_batch, seed=args.seed, precision=precision, deadline=deadline,
-                                 log=log, quiet=args.quiet, part=args.part)
-    if done < args.trajectories or args.part[1] > 1:
+    done = generate_trajectories(teacher, tok, traj_dir, count=rc.trajectories, steps=rc.steps, sub=rc.sub,
+                                 batch=rc.teacher_batch, seed=rc.seed, precision=precision, deadline=deadline,
+                                 log=log, quiet=rc.quiet, part=rc.part)
+    if done < rc.trajectories or rc.part[1] > 1:
         log({"event": "stopped", "phase": "teacher", "trajectories": done})
         return 0
-    if args.iters > 0:
-        train_student(teacher, tok, traj_dir, out, args, precision, deadline, log)
+    if rc.iters > 0:
+        train_student(teacher, tok, traj_dir, out, rc, precision, deadline, log)
     return 0
 
 

@@ -19,7 +19,7 @@ For inpainting and cinemagraphs the given pixels are pasted back exactly at the 
 and ``Edit.psnr_given`` measures how closely the model itself kept the given pixels.
 
 Every edit goes through ``Pipeline.iter_batch`` (so it works with any model the pipeline loads)
-and streams its steps (``EditRequest.iter``) for the studio; ``inspect.Inspector`` records it as it
+and streams its steps (``EditRequest.iter``) for the studio; ``inspection.Inspector`` records it as it
 records a generation. Shapes: clips t h w 3 uint8 (numpy) outside, b c t h w in [-1, 1] inside.
 """
 from __future__ import annotations
@@ -217,9 +217,11 @@ class EditRequest:
         return self.result(pipe, last, time.perf_counter() - t0)
 
 
-def _check_prompt(prompt) -> str:
+def _check_prompt(pipe, prompt) -> str:
+    """The prompt, stripped; refused when empty or when no word of it carries content (``text.PromptError``)."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("the prompt is empty")
+    pipe.tokenizer.check(prompt)
     return prompt.strip()
 
 
@@ -231,7 +233,7 @@ def prepare_inpaint(pipe, video: np.ndarray, mask, prompt: str, **kw) -> EditReq
     regen = as_mask(mask, t, h, w)
     if not regen.any():
         raise ValueError("the mask is empty: nothing to regenerate (True / white = regenerate)")
-    return EditRequest("inpaint", _check_prompt(prompt), video, ~regen, **kw)
+    return EditRequest("inpaint", _check_prompt(pipe, prompt), video, ~regen, **kw)
 
 
 def prepare_cinemagraph(pipe, image: np.ndarray, region, prompt: str, frames: int | None = None,
@@ -247,14 +249,14 @@ def prepare_cinemagraph(pipe, image: np.ndarray, region, prompt: str, frames: in
     source = np.repeat(image[None], frames, 0)                          # t h w 3
     given = np.repeat(~region[None], frames, 0)
     given[0] = True
-    return EditRequest("cinemagraph", _check_prompt(prompt), source, given, **kw)
+    return EditRequest("cinemagraph", _check_prompt(pipe, prompt), source, given, **kw)
 
 
 def prepare_video_to_video(pipe, video: np.ndarray, prompt: str, strength: float, **kw) -> EditRequest:
     """SDEdit: noise ``video`` to ``strength`` of the schedule (0 < strength <= 1) and denoise it under ``prompt``."""
     video = check_clip(video, pipe.config)
     strength = check_strength(strength)
-    return EditRequest("video_to_video", _check_prompt(prompt), video, None, strength=strength, **kw)
+    return EditRequest("video_to_video", _check_prompt(pipe, prompt), video, None, strength=strength, **kw)
 
 
 def inpaint(pipe, video: np.ndarray, mask, prompt: str, *, seed: int = 0, steps: int | None = None,

@@ -149,9 +149,11 @@ class Pipeline:
 
     def iter(self, s: Settings, first_frame: np.ndarray | None = None,
              inspector=None) -> Iterator[StepOutput]:
-        """Denoising steps of one clip (b = 1); the last StepOutput's sample is the clip."""
+        """Denoising steps of one clip (b = 1); the last StepOutput's sample is the clip. A prompt with no
+        word of content is refused (``text.PromptError``, a ValueError) before any step."""
         s = self.complete(s)
         self.validate(s)
+        self.tokenizer.check(s.prompt)
         cfg = self.config
         gen = torch.Generator().manual_seed(int(s.seed))
         cond = mask = None

@@ -105,15 +105,23 @@ def probe_cpu(reps: int = 5) -> Probe:
     return Probe(min(fp32, fp32_first), bf16)
 
 
+def _cuda_native_bf16() -> bool:
+    """Whether the CUDA device computes bf16 natively (compute capability 8.0+), not emulated (slow)."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:                       # torch before 2.3 has no including_emulation
+        return torch.cuda.get_device_capability()[0] >= 8
+
+
 _cache: dict[str, Precision] = {}
 _lock = threading.Lock()
 
 
 def _auto(device_type: str) -> Precision:
     if device_type == "cuda":
-        if torch.cuda.is_bf16_supported():
+        if _cuda_native_bf16():
             return Precision("bf16", "auto: CUDA device supports bf16")
-        return Precision("fp32", "auto: CUDA device without bf16")
+        return Precision("fp32", "auto: CUDA device without native bf16")
     if device_type != "cpu":
         return Precision("fp32", f"auto: fp32 on {device_type}")
     p = probe_cpu()

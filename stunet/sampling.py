@@ -76,7 +76,7 @@ def iter_sample(model: STUNet, text: TextEncoding, uncond: TextEncoding | None, 
     text / uncond: encodings of the prompts and of the empty prompt (b rows each, on the model's
     device; uncond may be None when guidance == 1). cond, mask: b c t h w / b 1 t h w.
     init: b c t h w in [-1, 1] for SDEdit. precision: "auto" / "fp32" / "bf16" / a ``Precision``
-    (None: $STUNET_PRECISION or auto). inspector: an active ``stunet.inspect.Inspector``; it
+    (None: $STUNET_PRECISION or auto). inspector: an active ``stunet.inspection.Inspector``; it
     records this call's forward passes only.
     """
     cfg = model.config

@@ -1,6 +1,7 @@
 """Hosting the studio on a Hugging Face Space: export a folder, check it, push it.
 
-    stunet space export DIR [--overwrite]        write exactly what the Space needs into DIR, then check it
+    stunet space export DIR [--hardware zero-gpu|cpu-basic] [--overwrite]
+                                                 write exactly what the Space needs into DIR, then check it
     stunet space check DIR                       the Hub's rules (and ours) on a folder
     stunet space push DIR --repo OWNER/NAME [--private]   check, create the Space, upload the folder
 
@@ -10,8 +11,14 @@ inference files from ``assets/stunet-shapes/`` (``SHIPPED_MODEL_FILES``; and tho
 equal-budget STUNet and ``stunet compare`` output, ``assets/stunet-cascade/``, ``CASCADE_MODEL_FILES``,
 where they exist: not ``train_state/``, which only resuming needs, nor ``train.log``, the training
 history, which stays in the source repository), a ``README.md`` with the Space's front matter
-(``sdk_version`` = the gradio pin of ``requirements.txt``), a ``requirements.txt`` that installs the CPU build of torch, and a
-``.gitattributes`` whose LFS patterns cover every binary file written.
+(``sdk_version`` = the gradio pin of ``requirements.txt``, ``suggested_hardware``), a ``requirements.txt`` for
+the hardware, and a ``.gitattributes`` whose LFS patterns cover every binary file written.
+
+Hardware (``--hardware``, ``HARDWARE``): ``zero-gpu`` (the default: since 2026 the only Gradio Space a free
+personal account may create; the Hub's flavor name is ``zero-a10g``) or ``cpu-basic``. ZeroGPU: ``spaces`` is
+installed, torch is PyPI's (CUDA) build of a version ZeroGPU supports (``ZERO_GPU_TORCH``: the project's pin if
+listed, else the newest listed) and Python one it supports (``ZERO_GPU_PYTHON``); ``demo.gpu`` decorates the
+handlers that run the network. CPU basic: torch is the CPU build (``+cpu`` from the PyTorch CPU index).
 
 ``check`` fails, naming the file and the rule, on (see ``RULES``):
 
@@ -22,8 +29,11 @@ history, which stays in the source repository), a ``README.md`` with the Space's
   stunet's export is about 7.6 MB);
 * README front matter missing or wrong: ``sdk: gradio``, ``sdk_version`` equal to the gradio pin
   of ``DIR/requirements.txt``, ``app_file`` present in the folder, ``python_version`` present;
-* a ``requirements.txt`` that is missing or would pull a CUDA build of torch (torch unpinned, or
-  pinned without ``+cpu`` and without the PyTorch CPU index);
+* a ``requirements.txt`` that is missing or, on CPU hardware, would pull a CUDA build of torch (torch
+  unpinned, or pinned without ``+cpu`` and without the PyTorch CPU index);
+* on ZeroGPU (``suggested_hardware: zero-a10g``): no ``spaces`` package, a CPU build of torch (``+cpu`` or the
+  CPU index), torch unpinned or at a version ZeroGPU does not support, a ``python_version`` it does not support;
+* a ``suggested_hardware`` other than those stunet exports for;
 * a symlink, or a path that resolves outside the folder.
 
 ``.git/`` and ``.cache/huggingface/`` inside the folder are skipped (``upload_folder`` skips them
@@ -62,13 +72,26 @@ MAX_PLAIN_BYTES = 10 * 2**20          # the Hub refuses non-LFS files over 10 Mi
 MAX_FILE_BYTES = 10**9                # no single file over 1 GB in a Space
 MAX_TOTAL_BYTES = 2**30               # our own limit for the whole folder: 1 GiB
 SKIPPED = (".git", ".cache/huggingface")
+# --hardware -> the Hub's hardware flavor (front matter ``suggested_hardware``, ``create_repo(space_hardware=)``).
+# ZeroGPU's flavor keeps its old name, "zero-a10g" (huggingface_hub's SpaceHardware.ZERO_A10G), whatever GPU backs it.
+HARDWARE = {"zero-gpu": "zero-a10g", "cpu-basic": "cpu-basic"}
+DEFAULT_HARDWARE = "zero-gpu"        # free personal accounts may create Gradio Spaces on ZeroGPU only (2026)
+# ZeroGPU's supported versions, as https://huggingface.co/docs/hub/spaces-zerogpu lists them (August 2026).
+ZERO_GPU_TORCH = ("2.8.0", "2.9.1", "2.10.0", "2.11.0")
+ZERO_GPU_PYTHON = ("3.10.13", "3.12.12")
+SPACES_PIN = "spaces==0.51.3"        # the package that gives a ZeroGPU Space its GPU (@spaces.GPU)
 RULES = {
     "binary-not-lfs": "binary files must be covered by an LFS pattern in .gitattributes",
     "large-not-lfs": f"files over {MAX_PLAIN_BYTES // 2**20} MiB must be covered by an LFS pattern",
     "file-too-large": f"no single file over {MAX_FILE_BYTES / 1e9:g} GB",
     "total-too-large": f"the folder must stay under {MAX_TOTAL_BYTES / 2**30:g} GiB in total",
-    "front-matter": "README.md front matter: sdk gradio, sdk_version = gradio pin, app_file, python_version",
-    "cuda-torch": "requirements.txt must install the CPU build of torch",
+    "front-matter": "README.md front matter: sdk gradio, sdk_version = gradio pin, app_file, python_version, "
+                    f"suggested_hardware one of {', '.join(HARDWARE.values())} (or none: CPU basic)",
+    "cuda-torch": "a CPU Space's requirements.txt must install the CPU build of torch",
+    "cpu-torch": "a ZeroGPU Space's requirements.txt must install a CUDA build of torch (no +cpu, no CPU index)",
+    "zero-gpu-torch": f"a ZeroGPU Space pins torch to a version ZeroGPU supports ({', '.join(ZERO_GPU_TORCH)})",
+    "zero-gpu-spaces": f"a ZeroGPU Space's requirements.txt installs the spaces package ({SPACES_PIN})",
+    "zero-gpu-python": f"a ZeroGPU Space's python_version is one ZeroGPU supports ({', '.join(ZERO_GPU_PYTHON)})",
     "outside-folder": "no symlinks, no paths resolving outside the folder",
 }
 
@@ -147,8 +170,27 @@ def front_matter_block(text: str) -> tuple[str, str]:
 
 
 # ---------------------------------------------------------------------------- export
-def space_requirements(lines: list[str]) -> str:
-    """The Space's requirements.txt: the project's pins with torch switched to its CPU build."""
+def check_hardware(hardware: str) -> str:
+    if hardware not in HARDWARE:
+        raise SpaceError(f"--hardware must be one of {', '.join(HARDWARE)}, got {hardware!r}")
+    return hardware
+
+
+def _is_cpu_index(line: str) -> bool:
+    return line.startswith(("--extra-index-url", "--index-url", "-i")) and CPU_INDEX in line
+
+
+def zero_gpu_torch(version: str) -> str:
+    """The torch version a ZeroGPU Space gets: the project's (without a local tag) if ZeroGPU supports it, else
+    the newest it supports."""
+    base = version.split("+")[0]
+    return base if base in ZERO_GPU_TORCH else ZERO_GPU_TORCH[-1]
+
+
+def space_requirements(lines: list[str], hardware: str = "cpu-basic") -> str:
+    """The Space's requirements.txt: the project's pins with torch switched to the hardware's build (``HARDWARE``)."""
+    if check_hardware(hardware) == "zero-gpu":
+        return zero_gpu_requirements(lines)
     out = ["# Written by `stunet space export` from the project's requirements.txt: torch is the CPU build.",
            f"--extra-index-url {CPU_INDEX}"]
     for line in lines:
@@ -164,8 +206,30 @@ def space_requirements(lines: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def space_readme(readme: str, gradio_version: str) -> str:
-    """The Space's README.md: the project's front matter (sdk_version = gradio pin) and its introduction.
+def zero_gpu_requirements(lines: list[str]) -> str:
+    """A ZeroGPU Space's requirements.txt: ``spaces``, PyPI's CUDA build of a torch ZeroGPU supports, no CPU
+    index, every other pin as the project's."""
+    out = ["# Written by `stunet space export --hardware zero-gpu` from the project's requirements.txt: torch is",
+           "# PyPI's CUDA build, at a version ZeroGPU supports; spaces gives the Space its GPU (@spaces.GPU).",
+           SPACES_PIN]
+    for line in lines:
+        if _is_cpu_index(line):
+            continue
+        req = _requirement(line)
+        if req and req[0] == "spaces":
+            continue
+        if req and req[0] == "torch":
+            version = pinned_version([line], "torch")
+            if version is None:
+                raise SpaceError(f"requirements.txt: torch must be pinned with == (got {line!r})")
+            line = f"torch=={zero_gpu_torch(version)}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def space_readme(readme: str, gradio_version: str, hardware: str = "cpu-basic") -> str:
+    """The Space's README.md: the project's front matter (sdk_version = gradio pin, the hardware's
+    ``suggested_hardware``; on ZeroGPU a ``python_version`` it supports) and its introduction.
 
     The body is the project README up to its first ``## `` section (title and what it is), then a
     pointer to the model card; the rest of the project README talks about files the Space has not.
@@ -173,8 +237,11 @@ def space_readme(readme: str, gradio_version: str) -> str:
     block, body = front_matter_block(readme)
     fm = parse_front_matter(readme) or {}
     wanted = {"sdk": "gradio", "sdk_version": gradio_version, "app_file": "app.py",
-              "suggested_hardware": "cpu-basic"}
-    wanted.setdefault("python_version", fm.get("python_version") or "3.11")
+              "suggested_hardware": HARDWARE[check_hardware(hardware)]}
+    python = fm.get("python_version") or "3.11"
+    if hardware == "zero-gpu" and not _zero_gpu_python(python):
+        python = ZERO_GPU_PYTHON[-1]
+    wanted["python_version"] = python
     lines, seen = [], set()
     for line in block.splitlines():
         key = line.split(":", 1)[0].strip() if ":" in line else ""
@@ -186,7 +253,10 @@ def space_readme(readme: str, gradio_version: str) -> str:
     for key in wanted:
         if key not in seen:
             lines.append(f'{key}: "{wanted[key]}"' if key == "python_version" else f"{key}: {wanted[key]}")
-    if not any(line.startswith("short_description:") for line in lines):
+    if hardware == "zero-gpu":                  # the project's own description says "on a CPU"
+        lines = [line for line in lines if not line.startswith("short_description:")]
+        lines.append("short_description: Lumiere's Space-Time U-Net on ZeroGPU, with its insides shown")
+    elif not any(line.startswith("short_description:") for line in lines):
         lines.append("short_description: Lumiere's Space-Time U-Net on a CPU")
     intro = body.split("\n## ", 1)[0].rstrip()
     tail = ("\n\nThe model card (how it was trained, how good it is) is "
@@ -251,12 +321,15 @@ def _prepare(dest: Path, overwrite: bool, root: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
 
 
-def export(dest: str | Path, overwrite: bool = False, root: Path = ROOT) -> list[Path]:
-    """Write exactly what the Space needs into ``dest``; returns the files written (see the module docstring).
+def export(dest: str | Path, overwrite: bool = False, root: Path = ROOT,
+           hardware: str = DEFAULT_HARDWARE) -> list[Path]:
+    """Write exactly what the Space needs on ``hardware`` (``HARDWARE``) into ``dest``; returns the files written
+    (see the module docstring).
 
     Refuses a non-empty ``dest`` unless ``overwrite`` (then its contents, except ``.git``, are replaced).
     """
     dest = Path(dest)
+    check_hardware(hardware)
     req_lines = read_requirements(root / "requirements.txt")
     gradio_version = pinned_version(req_lines, "gradio")
     if gradio_version is None:
@@ -269,8 +342,8 @@ def export(dest: str | Path, overwrite: bool = False, root: Path = ROOT) -> list
     missing += [p for p in ("app.py", *CODE_DIRS) if not (root / p).exists()]
     if missing:
         raise SpaceError(f"missing in {root}: {', '.join(missing)}")
-    requirements = space_requirements(req_lines)
-    readme = space_readme((root / "README.md").read_text(encoding="utf-8"), gradio_version)
+    requirements = space_requirements(req_lines, hardware)
+    readme = space_readme((root / "README.md").read_text(encoding="utf-8"), gradio_version, hardware)
     _prepare(dest, overwrite, root)
     shutil.copy2(root / "app.py", dest / "app.py")
     for name in CODE_DIRS:
@@ -407,12 +480,37 @@ def check_front_matter(folder: Path, gradio_version: str | None) -> list[Problem
         out.append(Problem("README.md", "front-matter", f"app_file {app!r} is not a file in the folder"))
     if not fm.get("python_version"):
         out.append(Problem("README.md", "front-matter", "python_version missing"))
+    flavor = fm.get("suggested_hardware")
+    if flavor and flavor not in HARDWARE.values():
+        out.append(Problem("README.md", "front-matter", f"suggested_hardware {flavor!r}: stunet's Spaces run on "
+                                                         f"{' or '.join(HARDWARE.values())}"))
+    elif flavor == HARDWARE["zero-gpu"] and fm.get("python_version") and not _zero_gpu_python(fm["python_version"]):
+        out.append(Problem("README.md", "zero-gpu-python", f"python_version {fm['python_version']}: "
+                                                            f"{RULES['zero-gpu-python']}"))
     return out
 
 
-def check_requirements(lines: list[str]) -> list[Problem]:
-    """A requirements file that would pull a CUDA build of torch (or none at all) is a problem."""
-    cpu_index = any(l.startswith(("--extra-index-url", "--index-url", "-i")) and CPU_INDEX in l for l in lines)
+def _zero_gpu_python(version: str) -> bool:
+    """Whether a ``python_version`` is one ZeroGPU lists (3.x.y exactly, or its 3.x)."""
+    v = str(version).strip()
+    return v in ZERO_GPU_PYTHON or v in {p.rsplit(".", 1)[0] for p in ZERO_GPU_PYTHON}
+
+
+def hardware_of(folder: Path) -> str:
+    """The folder's hardware as ``--hardware`` names it, from its README's ``suggested_hardware``: "zero-gpu" for
+    ZeroGPU, else "cpu-basic" (the Hub's default hardware, also when the README has none)."""
+    readme = Path(folder) / "README.md"
+    text = readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else ""
+    fm = parse_front_matter(text) or {}
+    return "zero-gpu" if fm.get("suggested_hardware") == HARDWARE["zero-gpu"] else "cpu-basic"
+
+
+def check_requirements(lines: list[str], hardware: str = "cpu-basic") -> list[Problem]:
+    """The requirements rules of ``hardware``: on CPU, a file that would pull a CUDA build of torch (or none at
+    all) is a problem; on ZeroGPU see ``check_zero_gpu_requirements``."""
+    if hardware == "zero-gpu":
+        return check_zero_gpu_requirements(lines)
+    cpu_index = any(_is_cpu_index(l) for l in lines)
     torch_lines = [l for l in lines if (_requirement(l) or ("",))[0] == "torch"]
     if not torch_lines:
         return [Problem("requirements.txt", "cuda-torch", "no torch pin; stunet needs torch==X+cpu")]
@@ -429,6 +527,29 @@ def check_requirements(lines: list[str]) -> list[Problem]:
     return out
 
 
+def check_zero_gpu_requirements(lines: list[str]) -> list[Problem]:
+    """ZeroGPU: ``spaces`` installed; torch pinned (==) to a CUDA build of a version ZeroGPU supports."""
+    names = [(_requirement(l) or ("",))[0] for l in lines]
+    out = []
+    if "spaces" not in names:
+        out.append(Problem("requirements.txt", "zero-gpu-spaces", f"no spaces package: {RULES['zero-gpu-spaces']}"))
+    torch_lines = [l for l, n in zip(lines, names) if n == "torch"]
+    if not torch_lines:
+        out.append(Problem("requirements.txt", "zero-gpu-torch", f"no torch pin: {RULES['zero-gpu-torch']}"))
+    cpu_index = [l for l in lines if _is_cpu_index(l)]
+    for line in torch_lines:
+        version = pinned_version([line], "torch")
+        if version is None:
+            out.append(Problem("requirements.txt", "zero-gpu-torch", f"{line!r}: torch is not pinned with ==, so pip "
+                                                                     "takes the newest, which ZeroGPU may not support"))
+        elif version.endswith("+cpu") or cpu_index:
+            how = "a +cpu version" if version.endswith("+cpu") else f"the CPU index ({cpu_index[0]!r})"
+            out.append(Problem("requirements.txt", "cpu-torch", f"{line!r} with {how}: ZeroGPU needs a CUDA build"))
+        elif version.split("+")[0] not in ZERO_GPU_TORCH:
+            out.append(Problem("requirements.txt", "zero-gpu-torch", f"{line!r}: {RULES['zero-gpu-torch']}"))
+    return out
+
+
 def check(folder: str | Path, gradio_version: str | None = None) -> list[Problem]:
     """Every broken rule of the Space folder (empty when it can be pushed); see the module docstring.
 
@@ -438,12 +559,14 @@ def check(folder: str | Path, gradio_version: str | None = None) -> list[Problem
     if not folder.is_dir():
         return [Problem(str(folder), "outside-folder", "not a folder")]
     problems = check_files(folder)
+    hardware = hardware_of(folder)
     req = folder / "requirements.txt"
     lines = read_requirements(req) if req.is_file() and not req.is_symlink() else None
     if lines is None:
-        problems.append(Problem("requirements.txt", "cuda-torch", "missing: the Space would not install torch"))
+        rule = "zero-gpu-torch" if hardware == "zero-gpu" else "cuda-torch"
+        problems.append(Problem("requirements.txt", rule, "missing: the Space would not install torch"))
     else:
-        problems += check_requirements(lines)
+        problems += check_requirements(lines, hardware)
         gradio_version = gradio_version or pinned_version(lines, "gradio")
     return problems + check_front_matter(folder, gradio_version)
 
@@ -470,7 +593,9 @@ def push(folder: str | Path, repo_id: str, private: bool = False, api=None) -> s
     if api is None:
         from huggingface_hub import HfApi
         api = HfApi()
-    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", exist_ok=True, private=private)
+    # a new Space starts on the folder's hardware (an existing one keeps its own: Settings on the Hub changes it)
+    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", exist_ok=True, private=private,
+                    space_hardware=HARDWARE[hardware_of(folder)])
     api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="space",
                       commit_message="Upload from stunet space push")
     return f"https://huggingface.co/spaces/{repo_id}"

@@ -3,6 +3,9 @@
 The vocabulary is a parameter (the shapes world supplies one; ``vocab.json`` in a
 checkpoint stores it). Words outside it are *reported* to the caller, never silently
 dropped: ``Tokenizer.encode`` returns them, and ``stunet generate`` / the studio show them.
+A prompt none of whose kept words carries content (all unknown, or only stopwords such as "a")
+is refused by ``Tokenizer.check`` (``PromptError``): the one rule the library, the command line
+and the studio apply.
 Position 0 of every sequence is a learned ``<cls>`` token: its output is the pooled
 text vector, and the empty prompt (``<cls>`` alone) is the learned unconditional
 prompt used by classifier-free guidance.
@@ -23,6 +26,27 @@ from .layers import sinusoidal
 PAD, CLS = "<pad>", "<cls>"
 SPECIALS = (PAD, CLS)
 _WORD = re.compile(r"[^\s.,;:!?\"'()\[\]{}]+")
+# Function words that say nothing about what to draw: a vocabulary may hold some ("a", "the"), but a
+# prompt whose only known words are these is refused like one with no known word (``Tokenizer.check``).
+STOPWORDS = frozenset({"a", "an", "the", "is", "are", "and", "or", "of", "to", "in", "on", "at", "with", "it",
+                       "its", "this", "that", "some"})
+
+
+def _listed(words: list[str], budget: int = 50, longest: int = 20) -> str:
+    """Distinct words, comma-separated, each cut to ``longest`` characters, the list to about ``budget``."""
+    out, n = [], 0
+    ws = [w if len(w) <= longest else w[: longest - 1] + "…" for w in dict.fromkeys(words)]
+    for w in ws:
+        if out and n + len(w) > budget:
+            return ", ".join(out) + f" and {len(ws) - len(out)} more"
+        out.append(w)
+        n += len(w) + 2
+    return ", ".join(out)
+
+
+class PromptError(ValueError):
+    """A prompt the model cannot draw from: none of its kept words carries content. The message names
+    the unknown words and the vocabulary."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +55,11 @@ class Encoded:
     words: list[str]        # the known words kept, aligned with ids[1:]
     unknown: list[str]      # words not in the vocabulary (reported, not used)
     truncated: list[str]    # known words cut off by max_words
+
+    @property
+    def content(self) -> list[str]:
+        """The kept words that say what to draw (``words`` without STOPWORDS)."""
+        return [w for w in self.words if w not in STOPWORDS]
 
 
 class Tokenizer:
@@ -62,6 +91,24 @@ class Tokenizer:
             (known if w in self.index else unknown).append(w)
         kept, cut = known[: self.max_words], known[self.max_words:]
         return Encoded([self.index[CLS]] + [self.index[w] for w in kept], kept, unknown, cut)
+
+    def check(self, prompt: str) -> Encoded:
+        """``encode(prompt)``, or ``PromptError`` when none of its kept words carries content (every word
+        unknown, or the known ones all STOPWORDS: "a zebra dancing"). The message names the unknown words
+        and the vocabulary."""
+        enc = self.encode(prompt)
+        if enc.content:
+            return enc
+        if not enc.words and not enc.unknown:
+            why = "The prompt has no words."
+        elif not enc.words:
+            why = "None of the prompt's words are known to the model, so it would ignore them all."
+        else:
+            why = (f"None of the prompt's words says what to draw: the only known ones "
+                   f"({', '.join(dict.fromkeys(enc.words))}) carry no content.")
+        if enc.unknown:
+            why += f" Unknown: {_listed(enc.unknown)}."
+        raise PromptError(f"{why} It knows: {', '.join(self.words)}.")
 
     def batch(self, prompts: list[str]) -> tuple[torch.Tensor, list[Encoded]]:
         """Token ids (b, 1 + max_words), padded with <pad>=0, and the per-prompt encodings."""

@@ -17,22 +17,21 @@ data-parallel training with ``torchrun --nproc_per_node N -m stunet.train ...``
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import json
 import math
 import os
 import sys
 import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
-from .checkpoint import ema_checkpoint_dir, load_resume_ema, save_pretrained
+from .checkpoint import ema_checkpoint_dir, load_pretrained, load_resume_ema, save_pretrained
 from .config import STUNetConfig, preset
 from .defaults import PRECISION, PRECISIONS
 from .diffusion import add_noise, alphas_cumprod, target
@@ -43,6 +42,8 @@ from .precision import resolve as resolve_precision
 from .shapes import world
 from .shapes.data import Batch, image_batch, tokenizer_for, video_batch
 from .text import Tokenizer
+from .training_loop import (JsonLog, LoopConfig, Optimisation, OptimConfig, add_optimisation_args, fit, load_state,
+                            precision_record, save_state)
 
 TASKS = ("none", "first_frame", "region", "frames")
 TASK_PROBS = (0.55, 0.15, 0.10, 0.20)
@@ -154,41 +155,7 @@ def loss_fn(model, cfg: STUNetConfig, ac: torch.Tensor, b: Batch, rng: np.random
     return torch.nn.functional.mse_loss(out.float(), target(cfg, ac, x0, noise, timesteps))
 
 
-# ---------------------------------------------------------------------------- state (no pickle)
-def _flatten_optimizer(opt: torch.optim.Optimizer):
-    sd = opt.state_dict()
-    tensors, scalars = {}, {"param_groups": sd["param_groups"], "state": {}}
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"{idx}.{k}"] = v.detach().cpu().contiguous()
-            else:
-                scalars["state"].setdefault(str(idx), {})[k] = v
-    return tensors, scalars
-
-
-def _unflatten_optimizer(tensors, scalars):
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        idx, k = key.split(".", 1)
-        state.setdefault(int(idx), {})[k] = v
-    for idx, st in scalars["state"].items():
-        state.setdefault(int(idx), {}).update(st)
-    return {"state": state, "param_groups": scalars["param_groups"]}
-
-
-def save_state(d: Path, stage: str, step: int, model, opt, meta: dict):
-    """Raw weights, optimizer, config and stage/step; the EMA weights are the run's checkpoint (``checkpoint``)."""
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "ema.safetensors").unlink(missing_ok=True)     # an old run's copy would be stale from here on
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(d / "raw.safetensors"))
-    t, s = _flatten_optimizer(opt)
-    save_file(t, str(d / "optimizer.safetensors"))
-    (d / "optimizer.json").write_text(json.dumps(s))
-    (d / "config.json").write_text(model.config.to_json())
-    (d / "state.json").write_text(json.dumps({"stage": stage, "step": step, **meta}, indent=1))
-
-
+# ---------------------------------------------------------------------------- state
 def add_new_parameters(model: STUNet, state: dict) -> dict:
     """``state`` completed with ``model``'s own values for the parameters it lacks (upgrades only).
 
@@ -203,20 +170,6 @@ def add_new_parameters(model: STUNet, state: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- loop
-def learning_rate(base: float, step: int, total: int, warmup: int) -> float:
-    """Linear warm-up over ``warmup`` steps, then a cosine from ``base`` down to a tenth of it at ``total``."""
-    warm = min(1.0, (step + 1) / warmup)
-    decay = 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(total, 1))))
-    return base * warm * (0.1 + 0.9 * decay)
-
-
-def ema_update(ema: STUNet, model: STUNet, step: int, decay: float):
-    d = min(decay, (1 + step) / (10 + step))
-    with torch.no_grad():
-        for pe, pm in zip(ema.parameters(), model.parameters()):
-            pe.lerp_(pm.detach(), 1 - d)
-
-
 def load_counters(out: Path, stage: str, step: int) -> dict:
     """The run's cumulative counters (``clips`` or ``images``, ``flops``, ``cpu_seconds``, ``wall_seconds``) of
     ``stage`` up to ``step``, from ``train_state/state.json`` when it is at that point; zeros otherwise."""
@@ -229,84 +182,160 @@ def load_counters(out: Path, stage: str, step: int) -> dict:
     return zero
 
 
-def run_stage(stage: str, model: STUNet, args, tok: Tokenizer, out: Path, start_step: int, total: int,
-              opt_state: dict | None, ema_state: dict | None, rank: int, world_size: int, log, deadline: float):
+@dataclass(frozen=True)
+class RunConfig:
+    """What ``run_stage`` needs of a run (the flags ``stunet train`` and ``train-cascade`` share), resolved:
+    ``device`` and ``precision`` as they run, ``deadline`` a ``time.time()``, this process's ``rank`` of
+    ``world_size``. ``command``: the command line's flags, as ``state.json`` records them."""
+    out: str
+    device: str = "cpu"
+    precision: str = "fp32"
+    lr: float = 5e-4
+    image_lr: float = 1e-3
+    warmup: int = 200
+    ema: float = 0.999
+    seed: int = 0
+    log_every: int = 25
+    ckpt_every: int = 250
+    deadline: float = math.inf
+    batch: int = 8
+    image_batch: int = 64
+    workers: int = 0
+    high_noise_frac: float = 0.25
+    high_noise_from: float = 0.94
+    motion_weights: Mapping[str, float] = field(default_factory=dict)
+    quiet: bool = False
+    rank: int = 0
+    world_size: int = 1
+    command: Mapping = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.batch < 1 or self.image_batch < 1 or self.workers < 0:
+            raise ValueError("batch and image_batch must be >= 1, workers >= 0")
+        if not (0.0 <= self.high_noise_frac <= 1.0 and 0.0 <= self.high_noise_from < 1.0):
+            raise ValueError("high_noise_frac must be in [0, 1] and high_noise_from in [0, 1)")
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} of {self.world_size} processes")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, deadline: float = math.inf, rank: int = 0,
+                  world_size: int = 1) -> "RunConfig":
+        """The run of a parsed command line (its flags of these names; the rest only in ``command``)."""
+        names = {f.name for f in fields(cls)} - {"deadline", "rank", "world_size", "command"}
+        return cls(**{k: v for k, v in vars(args).items() if k in names}, deadline=deadline, rank=rank,
+                   world_size=world_size, command=dict(vars(args)))
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """One stage to train: ``name`` (image or video) to ``total`` steps from ``start_step``, resuming the saved
+    optimiser and EMA states when given."""
+    name: str
+    total: int
+    start_step: int = 0
+    opt_state: dict | None = None
+    ema_state: dict | None = None
+
+
+def run_stage(model: STUNet, stage: StageRun, run: RunConfig, tok: Tokenizer, log) -> tuple[STUNet, int]:
+    """Train ``model`` through one stage (``training_loop.fit``); returns its EMA copy and the step reached."""
     cfg = model.config
     ac = alphas_cumprod(cfg)
-    ddp = world_size > 1
-    device = torch.device(args.device)
+    video = stage.name == "video"
+    ddp = run.world_size > 1
+    device = torch.device(run.device)
     model.to(device)
     net = model
     if ddp:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    lr = args.lr if stage == "video" else args.image_lr
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    if ema_state is not None:
-        ema.load_state_dict(ema_state)
-    rng = np.random.default_rng([args.seed, rank, start_step, 1 if stage == "video" else 0])
+    optim = Optimisation(model, OptimConfig(lr=run.lr if video else run.image_lr, total=stage.total,
+                                            warmup=run.warmup, ema=run.ema, weight_decay=0.01),
+                         stage.start_step, stage.opt_state, stage.ema_state)
+    rng = np.random.default_rng([run.seed, run.rank, stage.start_step, 1 if video else 0])
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    spec_p = world.spec_probs(args.motion_weights) if stage == "video" and args.motion_weights else None
-    batch_fn = functools.partial(video_batch, spec_p=spec_p) if stage == "video" else image_batch
-    bs = args.batch if stage == "video" else args.image_batch
-    task_probs = TASK_PROBS if stage == "video" else (0.8, 0.0, 0.2, 0.0)
-    high_noise = (args.high_noise_frac, args.high_noise_from) if stage == "video" else (0.0, 1.0)
-    autocast = Precision(args.precision, "resolved in main").autocast(device.type)
-    bar = tqdm(total=total, initial=start_step, desc=stage, disable=rank != 0 or args.quiet,
-               dynamic_ncols=True, mininterval=5.0)
-    t0, smooth = time.time(), None
-    step = start_step
-    stream = batches(batch_fn, rng, tok, cfg, bs, args.workers)
+    spec_p = world.spec_probs(run.motion_weights) if video and run.motion_weights else None
+    batch_fn = functools.partial(video_batch, spec_p=spec_p) if video else image_batch
+    task_probs = TASK_PROBS if video else (0.8, 0.0, 0.2, 0.0)
+    high_noise = (run.high_noise_frac, run.high_noise_from) if video else (0.0, 1.0)
+    autocast = Precision(run.precision, "resolved in main").autocast(device.type)
+    stream = batches(batch_fn, rng, tok, cfg, run.batch if video else run.image_batch, run.workers)
+    out = Path(run.out)
     # cumulative compute of this stage (all processes): examples seen, FLOPs (``stunet.flops``), seconds
-    counters, seen = load_counters(out, stage, start_step), "clips" if stage == "video" else "images"
-    base, cpu0 = dict(counters), time.process_time()
+    counters, seen = load_counters(out, stage.name, stage.start_step), "clips" if video else "images"
+    base, cpu0, t0 = dict(counters), time.process_time(), time.time()
 
-    def count(b: Batch):
-        n = b.x0.shape[0] * world_size
-        counters[seen] += n
-        counters["flops"] += n * example_flops(cfg, b.x0.shape[2], int(b.stride[0]))
-        counters["cpu_seconds"] = round(base["cpu_seconds"] + (time.process_time() - cpu0) * world_size, 1)
-        counters["wall_seconds"] = round(base["wall_seconds"] + time.time() - t0, 1)
-    while step < total and time.time() < deadline:
-        for g in opt.param_groups:
-            g["lr"] = learning_rate(lr, step, total, args.warmup)
+    def loss_at(step: int):
         b = next(stream)
         with autocast:
             loss = loss_fn(net, cfg, ac, b, rng, gen, task_probs, high_noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        ema_update(ema, model, step, args.ema)
-        step += 1
-        count(b)
-        lv = loss.item()
-        if not math.isfinite(lv):
-            raise FloatingPointError(f"non-finite loss at {stage} step {step}")
-        smooth = lv if smooth is None else 0.98 * smooth + 0.02 * lv
-        bar.update(1)
-        bar.set_postfix(loss=f"{smooth:.4f}")
-        if rank == 0 and (step % args.log_every == 0 or step == total):
-            log({"stage": stage, "step": step, "loss": round(smooth, 5), "grad_norm": round(float(gnorm), 4),
-                 "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1), **counters})
-        if rank == 0 and (step % args.ckpt_every == 0):
-            checkpoint(stage, step, model, ema, opt, tok, out, args, counters)
-    bar.close()
+        n = b.x0.shape[0] * run.world_size
+        counters[seen] += n
+        counters["flops"] += n * example_flops(cfg, b.x0.shape[2], int(b.stride[0]))
+        return loss, {}
+
+    def clock() -> dict:
+        counters["cpu_seconds"] = round(base["cpu_seconds"] + (time.process_time() - cpu0) * run.world_size, 1)
+        counters["wall_seconds"] = round(base["wall_seconds"] + time.time() - t0, 1)
+        return counters
+
+    def save(step: int):
+        if run.rank == 0:
+            checkpoint(stage.name, step, model, optim.ema, optim.opt, tok, out, run.command, clock())
+
+    loop = LoopConfig(total=stage.total, deadline=run.deadline, log_every=run.log_every, ckpt_every=run.ckpt_every,
+                      name=stage.name, quiet=run.quiet or run.rank != 0)
+    step = fit(optim, loss_at, loop, log=log if run.rank == 0 else (lambda record: None), checkpoint=save,
+               head={"stage": stage.name}, extra=clock)
     stream.close()                  # ends the DataLoader workers, if any
-    if rank == 0:
-        checkpoint(stage, step, model, ema, opt, tok, out, args, counters)
+    save(step)
     if ddp:
         dist.barrier()
-    return ema, step
+    return optim.ema, step
 
 
-def checkpoint(stage, step, model, ema, opt, tok, out: Path, args, counters: dict | None = None):
+def image_stage(cfg: STUNetConfig, raw: dict | None, stage: StageRun, run: RunConfig, tok: Tokenizer,
+                log) -> STUNet | None:
+    """Lumiere's first stage: the image U-Net of ``cfg`` (from ``raw`` weights, or new) trained to ``stage.total``,
+    then its EMA weights inflated into the video model of ``cfg``; None when the run stopped before the end."""
+    image = STUNet(cfg.image())
+    if raw is not None:
+        image.load_state_dict(raw)
+    ema, step = run_stage(image, stage, run, tok, log)
+    if step < stage.total:
+        log({"event": "stopped", "stage": "image", "step": step})
+        return None
+    video = inflate(ema.cpu(), cfg)          # the EMA image weights seed the video model
+    log({"event": "inflated"})
+    return video
+
+
+def video_start(cfg: STUNetConfig, saved: StageRun, raw: dict | None, video_steps: int, run: RunConfig,
+                tok: Tokenizer, log, init: tuple[str, Callable[[], STUNet]] | None = None) -> tuple[STUNet, StageRun] | None:
+    """The video model and its stage, from where the run is: ``saved`` (stage, total, step and states; ``raw`` its raw
+    weights, None for a new run). A new run with ``init`` (a path and its loader) starts from that network; a run in
+    the image stage trains it first (``image_stage``, unless its total is 0: a new video model); a run in the video
+    stage resumes it. None: the run stopped in the image stage."""
+    if init is not None and raw is None:
+        net = init[1]()
+        log({"event": "inflated", "from": init[0]})
+    elif saved.name == "image" and saved.total > 0:
+        net = image_stage(cfg, raw, saved, run, tok, log)
+        if net is None:
+            return None
+    elif saved.name == "image":
+        net = STUNet(cfg)
+    else:
+        net = STUNet(cfg)
+        net.load_state_dict(raw)
+        return net, saved
+    return net, StageRun("video", video_steps)
+
+
+def checkpoint(stage, step, model, ema, opt, tok, out: Path, command: Mapping, counters: dict | None = None):
     """The EMA checkpoint first (resume reads it, checking its stage and step), then ``train_state/``."""
     save_pretrained(ema, tok, ema_checkpoint_dir(out, stage), extra={"stage": stage, "step": step})
-    save_state(out / "train_state", stage, step, model, opt, {"args": vars(args), "counters": counters or {}})
+    save_state(out / "train_state", stage, step, model, opt, {"args": dict(command), "counters": counters or {}})
 
 
 def _motion_weights(text: str) -> dict[str, float]:
@@ -330,15 +359,8 @@ def _motion_weights(text: str) -> dict[str, float]:
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
     """The optimisation and run flags ``stunet train`` and ``stunet train-cascade`` share (same defaults)."""
-    p.add_argument("--lr", type=float, default=5e-4)
+    add_optimisation_args(p, lr=5e-4, warmup=200, ema=0.999, ckpt_every=250)
     p.add_argument("--image-lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--ema", type=float, default=0.999)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--ckpt-every", type=int, default=250)
-    p.add_argument("--minutes", type=float, default=float("inf"), help="wall-clock budget for this run")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state")
     p.add_argument("--precision", choices=PRECISIONS, default=PRECISION,
                    help="compute precision: auto (bf16 only where a probe measures it faster), fp32, bf16")
     p.add_argument("--no-bf16", dest="precision", action="store_const", const="fp32", help="same as --precision fp32")
@@ -415,13 +437,10 @@ def main(argv=None):
     tok = tokenizer_for(cfg)
     state_dir = out / "train_state"
     stage, step, raw, ema_sd, opt_sd = "image", 0, None, None, None
-    if args.resume and (state_dir / "state.json").is_file():
-        st = json.loads((state_dir / "state.json").read_text())
-        stage, step = st["stage"], st["step"]
-        raw = load_file(str(state_dir / "raw.safetensors"))
+    saved = load_state(state_dir) if args.resume else None
+    if saved is not None:
+        stage, step, raw, opt_sd = saved.stage, saved.step, saved.raw, saved.optimizer
         ema_sd = load_resume_ema(out, stage, step)
-        opt_sd = _unflatten_optimizer(load_file(str(state_dir / "optimizer.safetensors")),
-                                      json.loads((state_dir / "optimizer.json").read_text()))
         cfg = STUNetConfig.from_dict(json.loads((state_dir / "config.json").read_text()))
         if stage == "image":
             cfg = cfg.replace(temporal=True, frames=preset(args.preset).frames)
@@ -433,16 +452,11 @@ def main(argv=None):
         cfg = cfg.replace(noise_shift=args.noise_shift)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-    logf = open(out / "train.log", "a") if rank == 0 else None
-
-    def log(rec):
-        if logf:
-            logf.write(json.dumps({"time": round(time.time(), 1), **rec}) + "\n")
-            logf.flush()
-
+    log = JsonLog(out / "train.log" if rank == 0 else None)
+    run = RunConfig.from_args(args, deadline, rank, world_size)
     torch.manual_seed(args.seed)  # weight init only; data and noise use their own generators
     log({"event": "start", "args": vars(args), "world_size": world_size, "stage": stage, "step": step})
-    log({"event": "precision", **precision.to_dict(), "cpu_capability": torch.backends.cpu.get_cpu_capability()})
+    log(precision_record(precision))
     if rank == 0 and not args.quiet:
         print(f"precision: {precision.name} ({precision.reason})", file=sys.stderr)
     if shift_changed:
@@ -454,32 +468,18 @@ def main(argv=None):
         log({"event": "motion_weights", "weights": args.motion_weights,
              "shares": {m: round(q, 4) for m, q in shares.items()}})
 
-    if args.init and raw is None:
-        from .checkpoint import load_pretrained
-        video, stage, step = inflate(load_pretrained(args.init)[0], cfg), "video", 0
-        log({"event": "inflated", "from": str(args.init)})
-    elif stage == "image" and args.image_steps > 0:
-        image = STUNet(cfg.image())
-        if raw is not None:
-            image.load_state_dict(raw)
-        ema, step = run_stage("image", image, args, tok, out, step, args.image_steps, opt_sd, ema_sd,
-                              rank, world_size, log, deadline)
-        if step < args.image_steps:
-            log({"event": "stopped", "stage": "image", "step": step})
-            return out
-        video = inflate(ema, cfg)          # the EMA image weights seed the video model
-        stage, step, ema_sd, opt_sd = "video", 0, None, None
-        log({"event": "inflated"})
-    elif stage == "image":
-        video, stage, step = STUNet(cfg), "video", 0
-    else:
-        video = STUNet(cfg)
-        if upgrade:
-            raw, ema_sd, opt_sd = add_new_parameters(video, raw), add_new_parameters(video, ema_sd), None
-        video.load_state_dict(raw)
-    _, step = run_stage("video", video, args, tok, out, step, args.video_steps, opt_sd, ema_sd,
-                        rank, world_size, log, deadline)
+    if upgrade:
+        fresh = STUNet(cfg)                 # the new parameters' own initial values (the rest is overwritten)
+        raw, ema_sd, opt_sd = add_new_parameters(fresh, raw), add_new_parameters(fresh, ema_sd), None
+    resume_at = StageRun(stage, args.image_steps if stage == "image" else args.video_steps, step, opt_sd, ema_sd)
+    init = (str(args.init), lambda: inflate(load_pretrained(args.init)[0], cfg)) if args.init else None
+    start = video_start(cfg, resume_at, raw, args.video_steps, run, tok, log, init)
+    if start is None:
+        log.close()
+        return out
+    _, step = run_stage(*start, run, tok, log)
     log({"event": "stopped" if step < args.video_steps else "done", "stage": "video", "step": step})
+    log.close()
     if world_size > 1:
         dist.destroy_process_group()
     return out

@@ -107,13 +107,15 @@ def test_generate_play_and_inspect(page):
 
 
 def test_edit_inpaint_end_to_end(page):
-    """Edit tab: take the last clip, paint a mask on the enlarged frame, inpaint, see the result play,
-    and the Inspect tab show it (runs after the Generate test, which made the session's clip)."""
+    """Edit tab: the last clip is already under the brush with its prompt (no button to press), paint a mask on
+    the enlarged frame, inpaint, see the result play, and the Inspect tab show it (runs after the Generate test,
+    which made the session's clip while the Edit tab was closed)."""
     pg = page
     ARTIFACTS.mkdir(exist_ok=True)
     pg.click("button[role=tab]:has-text('Edit')")
-    pg.click("#edit-load")
+    assert pg.locator("#edit-load").count() == 0
     pg.wait_for_function("() => (document.querySelector('#edit-status') || {}).innerText?.includes('Input: ')")
+    assert pg.input_value("#edit-prompt textarea") == "a green triangle bouncing zzz"
     canvas = pg.locator("#edit-mask canvas").first
     canvas.wait_for()
     pg.wait_for_timeout(500)

@@ -71,7 +71,7 @@ def test_unknown_words_warn_and_all_unknown_fails(tmp_path, capsys, tiny_checkpo
     code = main(["generate", "zeppelin über alles", "--model", str(tiny_checkpoint), "--steps", "1",
                  "--out", str(tmp_path / "b.npy")])
     err = capsys.readouterr().err
-    assert code == 1 and "no known word" in err and not (tmp_path / "b.npy").exists()
+    assert code == 1 and "None of the prompt's words are known" in err and not (tmp_path / "b.npy").exists()
 
 
 def test_image_to_video_and_bad_inputs(tmp_path, capsys, tiny_checkpoint):

@@ -1,6 +1,6 @@
 """The few-step distillation (``stunet.distill``) and the distilled model's sampling path, on ``tiny``."""
 import json
-import types
+import dataclasses
 
 import numpy as np
 import pytest
@@ -116,7 +116,7 @@ def test_trajectories_resume_without_rewriting(tiny_run, tiny_tokenizer):
 def test_a_short_distillation_lowers_the_loss(tiny_run, tiny_tokenizer):
     teacher, out, _ = tiny_run
     torch.manual_seed(0)
-    args = types.SimpleNamespace(device="cpu", resume=False, lr=2e-3, warmup=5, iters=40, batch=8, ema=0.9, seed=0,
+    args = distill.DistillConfig(device="cpu", resume=False, lr=2e-3, warmup=5, iters=40, batch=8, ema=0.9, seed=0,
                                  quiet=True, log_every=5, ckpt_every=1000)
     rows = distill.TrajectoryRows(out / "trajectories")
     ac = alphas_cumprod(teacher.config)
@@ -139,11 +139,11 @@ def test_a_short_distillation_lowers_the_loss(tiny_run, tiny_tokenizer):
 
 def test_student_resumes_from_its_train_state(tiny_run, tiny_tokenizer):
     teacher, out, _ = tiny_run
-    args = types.SimpleNamespace(device="cpu", resume=False, lr=1e-3, warmup=2, iters=4, batch=4, ema=0.9, seed=0,
+    args = distill.DistillConfig(device="cpu", resume=False, lr=1e-3, warmup=2, iters=4, batch=4, ema=0.9, seed=0,
                                  quiet=True, log_every=2, ckpt_every=2)
     distill.train_student(teacher, tiny_tokenizer, out / "trajectories", out / "resumed", args, resolve("fp32"),
                           float("inf"), lambda r: None)
-    args.iters, args.resume = 6, True
+    args = dataclasses.replace(args, iters=6, resume=True)
     logs = []
     distill.train_student(teacher, tiny_tokenizer, out / "trajectories", out / "resumed", args, resolve("fp32"),
                           float("inf"), logs.append)
@@ -158,7 +158,7 @@ def test_student_can_start_from_another_students_checkpoint(tiny_run, tiny_token
     with torch.no_grad():
         other.guidance_mlp[-1].weight.normal_(0, 0.05)              # a trained-looking guidance embedding
     init = save_pretrained(other, tiny_tokenizer, tmp_path / "other", sampling=SamplingDefaults(steps=8, sampler="ddim"))
-    args = types.SimpleNamespace(device="cpu", resume=False, init=str(init), lr=1e-3, warmup=2, iters=0, batch=4,
+    args = distill.DistillConfig(device="cpu", resume=False, init=str(init), lr=1e-3, warmup=2, iters=0, batch=4,
                                  ema=0.9, seed=0, quiet=True, log_every=2, ckpt_every=2)
     logs = []
     student = distill.train_student(teacher, tiny_tokenizer, out / "trajectories", tmp_path / "warm", args,

@@ -142,6 +142,49 @@ def test_load_puts_the_enlarged_input_under_the_brush(tab, gif):
     assert shown.endswith(".mp4") and "8 frames" in note
 
 
+def test_choosing_an_input_puts_it_under_the_brush_at_once(tab, gif):
+    """No 'Use this input' step: the last clip (with its prompt as the edit prompt) or an upload is shown as soon
+    as it is chosen, and a new clip follows while the input is the last clip."""
+    import gradio as gr
+    from demo.editing import SOURCE_LAST, SOURCE_UPLOAD
+    value, shown, note, prompt = tab.show(None, SOURCE_LAST, None)       # no clip yet: a hint, not an error
+    assert value is None and shown is None and "No clip yet" in note and isinstance(prompt, type(gr.skip()))
+    rec = list(tab.studio.generate("a blue square moving left", 4, STEPS, 3.0, 8))[-1][-1]
+    value, shown, note, prompt = tab.show(rec, SOURCE_LAST, None)
+    bg = np.asarray(Image.open(value["background"]).convert("RGB"))
+    np.testing.assert_array_equal(bg, tab.canvas(rec.video))             # that clip, every frame overlaid
+    assert value["layers"] == [] and shown == rec.mp4 and "8 frames" in note    # its own MP4, no new folder
+    assert prompt == "a blue square moving left"                         # the edit prompt starts from the clip's
+    source, value, shown, note, prompt = tab.uploaded(rec, gif)          # an upload becomes the input
+    assert source == SOURCE_UPLOAD and value["background"] and isinstance(prompt, type(gr.skip()))
+    assert all(isinstance(x, type(gr.skip())) for x in tab.follow(rec, SOURCE_UPLOAD))
+    assert tab.follow(rec, SOURCE_LAST)[3] == "a blue square moving left"
+    assert tab.cleared(rec, SOURCE_UPLOAD)[0] is None
+    assert all(isinstance(x, type(gr.skip())) for x in tab.cleared(rec, SOURCE_LAST))
+
+
+def test_the_edit_tab_is_wired_to_show_inputs_and_follow_generate(tiny_model, tiny_tokenizer):
+    from demo.app import build_demo
+    from stunet.pipeline import Pipeline
+    d = build_demo(Pipeline(tiny_model, tiny_tokenizer, "fp32"), warm=False, janitor=False)
+    try:
+        assert not any(getattr(b, "elem_id", None) == "edit-load" for b in d.blocks.values())   # no extra button
+        by_id = {b.elem_id: b._id for b in d.blocks.values() if getattr(b, "elem_id", None)}
+        fns = list(d.fns.values())
+        name = lambda f: getattr(f.fn, "__name__", "")                                   # noqa: E731
+        gen = next(f for f in fns if f.api_name == "generate")
+        follow = [f for f in fns if name(f) == "follow" and f.trigger_after == gen._id]
+        assert len(follow) == 1 and follow[0].trigger_only_on_success
+        outs = {b._id for b in follow[0].outputs}
+        assert {by_id["edit-mask"], by_id["edit-prompt"], by_id["edit-input"]} <= outs
+        show = [f for f in fns if name(f) == "show"]
+        assert len(show) == 1 and (by_id["edit-source"], "input") in [(t[0], t[1]) for t in show[0].targets]
+        assert any(name(f) == "uploaded" and (by_id["edit-upload"], "upload") in [(t[0], t[1]) for t in f.targets]
+                   for f in fns)
+    finally:
+        d.close()
+
+
 def test_the_image_mask_blob_route_is_bounded():
     """The ImageMask's accept_blobs server function: a huge layer index, a big file or many drawings are refused
     or bounded (Gradio would extend a list to any index, and keep every drawing)."""

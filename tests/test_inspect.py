@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from stunet.inspect import Inspector
+from stunet.inspection import Inspector
 from stunet.pipeline import Pipeline, Settings
 from stunet.video import from_uint8
 
@@ -104,3 +104,21 @@ def test_parallel_inspected_runs_do_not_mix(pipe):
             torch.testing.assert_close(results[p].features[k], v, atol=2e-2, rtol=0)
         assert len(results[p].temporal_attention) == len(solo[p].temporal_attention)
     assert _hooks(pipe.model) == 0
+
+
+def test_modules_called_with_keywords_are_recorded(tiny_model):
+    """Hooks see keyword arguments (``with_kwargs=True``): a keyword call must not silently stop recording."""
+    from stunet.inspection import hooked_modules, layer_names, step_scope
+    kinds = {}
+    for kind, name, module in hooked_modules(tiny_model):
+        kinds.setdefault(kind, (name, module))
+    tname, tattn = kinds["temporal"]
+    t, c = 4, tattn.proj.in_features
+    x = torch.randn(2 * t, c, 4, 4)                                      # (b t) c h w
+    with Inspector(tiny_model, features=False) as ins:
+        with step_scope(ins, 0, 999):
+            tattn(x=x, t=t)
+    assert ins.recording.temporal_attention[(0, tname)].shape[-2:] == (t, t)
+    names = [n for k, n, _ in hooked_modules(tiny_model) if k == "temporal"]
+    assert names == [n for n, _ in layer_names(tiny_model)[0]] == [n for n, _ in layer_names(tiny_model.config)[0]]
+    assert [n for k, n, _ in hooked_modules(tiny_model) if k == "cross"] == layer_names(tiny_model)[1]

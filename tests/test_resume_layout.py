@@ -34,9 +34,9 @@ def capture_ema(monkeypatch) -> list:
     """Replace ``run_stage`` by a wrapper recording the EMA state it is handed."""
     seen, real = [], train.run_stage
 
-    def spy(stage, model, args, tok, out, start_step, total, opt_state, ema_state, *rest):
-        seen.append((stage, start_step, ema_state))
-        return real(stage, model, args, tok, out, start_step, total, opt_state, ema_state, *rest)
+    def spy(model, stage, *rest):
+        seen.append((stage.name, stage.start_step, stage.ema_state))
+        return real(model, stage, *rest)
     monkeypatch.setattr(train, "run_stage", spy)
     return seen
 

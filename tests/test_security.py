@@ -273,7 +273,7 @@ BAD_PROMPTS = {
     "a red circle\x00": "control or invisible", "a red\x1b[31m circle": "control or invisible",
     "a red\u202ecircle": "control or invisible", "a red\u200bcircle": "control or invisible",
     "<script>alert(1)</script>": "None of the prompt", "<img src=x onerror=alert(1)>": "None of the prompt",
-    "😀" * 20: "None of the prompt",
+    "😀" * 20: "None of the prompt", "a zebra dancing": "says what to draw",
 }
 
 

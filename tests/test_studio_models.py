@@ -59,6 +59,7 @@ def studio(checkpoints):
     s = Studio(Pipeline.from_pretrained(fast, precision="fp32"), examples=[[PROMPT, 0, 3, 3.0, 8]],
                choices=choices, loaders={"full": load_full})
     s.loads = loads
+    s.preview_every_s = 0.0                     # a preview after every step but the last
     return s
 
 
@@ -78,11 +79,12 @@ def test_generate_runs_on_the_model_asked_for_and_records_it(studio):
         assert len(fast_calls) == 3 and not full_calls               # one forward per step, no guided pair
         rec = outs[-1][-1]
         assert rec.model == "fast" and outs[-1][3]["model"] == "fast"
-        views = studio.render_all(rec)                              # Inspect works on the fast model's clip
-        assert views.step["maximum"] == 2 and views.step["value"] == 2
+        views = studio.render_all(rec)                              # Inspect works on the fast model's clip:
+        assert len(fast_calls) == 6 and not full_calls               # recorded on the model that made it
+        assert views.step["maximum"] == 2 and views.step["value"] == 2 and rec.rerecorded_same
         assert rec.recording.steps("features") and max(rec.recording.steps("features")) == 2
         outs = list(studio.generate(PROMPT, 1, 2, 3.0, 8, "dpm++", 1, 8, None, "full"))
-        assert len(full_calls) == 2 and len(fast_calls) == 3
+        assert len(full_calls) == 2 and len(fast_calls) == 6
     rec = outs[-1][-1]
     assert rec.model == "full" and "model='full'" in studio.client_snippet(rec)
     assert studio.replay(rec)[-1] == "full"

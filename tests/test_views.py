@@ -181,18 +181,56 @@ def test_guarded_escapes_and_hides_internals():
 def studio(tiny_model, tiny_tokenizer):
     from demo.studio import Studio
     from stunet.pipeline import Pipeline
-    return Studio(Pipeline(tiny_model, tiny_tokenizer),
-                  examples=[["a red circle moving right", 0, 3, 3.0, 8]])
+    studio = Studio(Pipeline(tiny_model, tiny_tokenizer),
+                    examples=[["a red circle moving right", 0, 3, 3.0, 8]])
+    studio.preview_every_s = 0.0                       # a preview after every step but the last
+    return studio
 
 
 @pytest.fixture(scope="module")
 def record(studio):
     outs = list(studio.generate("a red circle moving right quickly zzz", 1, 3, 3.0, 8))
-    assert len(outs) == 4                              # three previews, then the result
+    assert len(outs) == 3                              # previews after steps 1 and 2, then the result
     final = outs[-1]
     rec = final[-1]
-    assert final[0].endswith(".mp4") and final[2].endswith(".gif")
+    assert final[0].endswith(".mp4") and final[2].value is None and not final[2].visible   # the GIF: on request
+    assert rec.recording is None and rec.rerun        # Generate records nothing; Inspect records on demand
     return rec
+
+
+def test_generate_records_nothing_and_inspect_records_the_same_clip(studio):
+    """The recording is made when a view asks for it: the same settings sampled again with hooks give the
+    same clip, and the registry counts it; a released recording is made again on the next view."""
+    rec = list(studio.generate("a blue square spinning", 5, 3, 3.0, 8))[-1][-1]
+    before = len(studio.records)
+    assert rec.recording is None and rec.rerecorded_same is None
+    r = studio.recording_of(rec, session="s1")
+    assert rec.rerecorded_same is True and r.feature_steps() and r.temporal_layers()
+    assert studio.recording_of(rec) is r                            # recorded once
+    assert len(studio.records) == before + 1 and rec.session == "s1"
+    assert studio.records.release_session("s1") == 1 and rec.recording is None and rec.released
+    studio.render_all(rec)                                          # a view asks again: recorded again
+    assert rec.recording is not None and rec.rerecorded_same is True
+
+
+def test_records_bound_releases_oldest(studio):
+    from demo.sessions import Records
+    recs = [list(studio.generate("a red circle moving left", s, 3, 3.0, 8))[-1][-1] for s in (11, 12, 13)]
+    for r in recs:
+        studio.recording_of(r)
+    one = recs[0].nbytes
+    reg = Records(max_bytes=int(2.5 * one))
+    for r in recs:
+        reg.add(r)
+    assert recs[0].recording is None and recs[1].recording is not None and recs[2].recording is not None
+    assert len(reg) == 2 and reg.nbytes <= 2.5 * one
+
+
+def test_gif_on_request(studio, record):
+    path = studio.make_gif(record)
+    assert path.endswith(".gif") and record.gif == path and studio.make_gif(record) == path
+    from stunet.video import read_video_frames
+    assert read_video_frames(path).shape[0] == record.video.shape[0]
 
 
 def test_generate_validates(studio):
@@ -216,8 +254,8 @@ def test_record_and_views(studio, record):
     rec = record
     assert rec.video.shape == (8, 16, 16, 3) and rec.video.dtype == np.uint8
     assert rec.words == ["a", "red", "circle", "moving", "right", "quickly"] and rec.unknown == ["zzz"]
-    assert rec.settings.seed == 1 and rec.recorded_frames == 8
     out = studio.render_all(rec)
+    assert rec.settings.seed == 1 and rec.recorded_frames == 8 and rec.rerecorded_same
     assert len(out) == 20
     step_out = studio.view_step(rec, 2, "mid.0.0", "mean", "average over all positions", 0, 0, False, "all", False, 8,
                                 out[-1])
@@ -275,7 +313,7 @@ def test_example_cache_and_cleanup(studio, monkeypatch, tmp_path):
     from demo import limits as L
     first = list(studio.generate("a red circle moving right", 0, 3, 3.0, 8))
     again = list(studio.generate("a red circle moving right", 0, 3, 3.0, 8))
-    assert len(first) == 4 and len(again) == 1                       # the second comes from the cache
+    assert len(first) == 3 and len(again) == 1                       # the second comes from the cache
     assert again[0][-1] is first[-1][-1] and "example cache" in again[0][5]
     # old request folders are removed, the example folder is kept
     old = studio.out_dir / "old-request"
@@ -337,7 +375,7 @@ def test_pyramid_rows_match_recording(studio, record):
 
 
 def test_layer_names_match_inspector(studio, record):
-    from stunet.inspect import layer_names
+    from stunet.inspection import layer_names
     temporal, cross = layer_names(studio.pipe.model)
     assert [n for n, _ in temporal] == record.recording.layers("temporal_attention")
     assert cross == record.recording.layers("cross_attention")
@@ -348,7 +386,7 @@ def test_layer_names_match_inspector(studio, record):
 def test_layer_names_from_config_match_the_modules(name):
     """The studio lists layers from the config (before the weights load): the same as the built model's."""
     from stunet.config import preset
-    from stunet.inspect import layer_names, named_levels
+    from stunet.inspection import layer_names, named_levels
     from stunet.model import STUNet
     model = STUNet(preset(name))
     temporal, cross = [], []
@@ -392,9 +430,9 @@ def test_long_clip_multidiffusion(studio, monkeypatch):
     from demo import limits as L
     monkeypatch.setattr(L, "X0_MAX_BYTES", 2 * 3 * 24 * 16 * 16 * 2)      # room for two steps of x0-hat
     rec = list(studio.generate("a white square moving up", 3, 3, 3.0, 24))[-1][-1]
-    assert rec.video.shape[0] == 24 and rec.recorded_frames == 8
+    out = studio.render_all(rec)                        # recorded now (on demand)
+    assert rec.video.shape[0] == 24 and rec.recorded_frames == 8 and rec.rerecorded_same
     assert sorted(rec.recording.x0) == [0, 2]
-    out = studio.render_all(rec)
     assert "first MultiDiffusion window" in out[0] and "x0-hat at 2 steps" in out[0]
     xt, film = studio.view_xt(rec, 5, 1)
     assert xt.shape[0] > 24
@@ -403,15 +441,21 @@ def test_long_clip_multidiffusion(studio, monkeypatch):
 
 
 def test_records_are_bounded(studio, monkeypatch):
-    """Past RECORDS_MAX_BYTES the oldest session records are released, with a clear message."""
+    """Past the registry's bound the oldest recordings are released; a released generated clip is recorded
+    again when a view asks (same seed: the same clip), a released edit asks for the edit again."""
     from demo import limits as L
     a = list(studio.generate("a red square", 11, 2, 3.0, 8))[-1][-1]
-    monkeypatch.setattr(L, "RECORDS_MAX_BYTES", a.recording.nbytes + 1)
+    studio.recording_of(a)
+    monkeypatch.setattr(studio.records, "max_bytes", a.recording.nbytes + 1)
     b = list(studio.generate("a red square", 12, 2, 3.0, 8))[-1][-1]
-    assert a.released and not b.released
-    with pytest.raises(L.LimitError, match="Generate again"):
-        studio.view_features(a, 0)
-    studio.view_features(b, 0)
+    studio.recording_of(b)
+    assert a.released and a.recording is None and not b.released
+    studio.view_features(a, 0)                          # recorded again
+    assert a.recording is not None and a.rerecorded_same
+    assert b.released                                   # ... and b, now the oldest, gave way
+    b.rerun = False                                     # as an edit's record: its inputs are not kept
+    with pytest.raises(L.LimitError, match="run the edit again"):
+        studio.view_features(b, 0)
 
 
 def test_numpy_resampling_matches_torch():

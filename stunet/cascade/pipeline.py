@@ -246,6 +246,7 @@ class CascadePipeline:
         t0 = time.perf_counter()
         s = self.complete(s)
         self.validate(s)
+        self.tokenizer.check(s.prompt)                 # a prompt with no word of content: text.PromptError
         gen = torch.Generator().manual_seed(int(s.seed))
         n = s.steps
         S = self.config.keyframe_stride

@@ -42,19 +42,15 @@ checkpoint (``OUT/config.json`` + ``OUT/net/``) that ``stunet generate --model O
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
-import json
-import math
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
-from tqdm import tqdm
 
 from ..checkpoint import estimate_parameters, load_pretrained, load_resume_ema
 from ..config import STUNetConfig
@@ -67,9 +63,10 @@ from ..precision import resolve as resolve_precision
 from ..shapes import world
 from ..shapes.data import Batch, tokenizer_for, video_batch
 from ..text import Tokenizer
-from ..train import (TASK_PROBS, _unflatten_optimizer, add_run_args, add_video_data_args, batches,
-                     check_video_data_args, ema_update, learning_rate, load_counters, make_condition, run_stage,
-                     sample_timesteps, save_state)
+from ..train import (TASK_PROBS, RunConfig, StageRun, add_run_args, add_video_data_args, batches,
+                     check_video_data_args, load_counters, make_condition, sample_timesteps, video_start)
+from ..training_loop import (JsonLog, LoopConfig, Optimisation, OptimConfig, fit, load_state, precision_record,
+                             save_state)
 from .checkpoint import save_cascade
 from .config import CascadeConfig, net_preset
 from .config import preset as cascade_preset
@@ -171,79 +168,62 @@ def init_net(init: str | Path, cfg: STUNetConfig) -> STUNet:
     return inflate(image, cfg)
 
 
-def checkpoint(step: int, model: STUNet, ema: STUNet, opt, tok: Tokenizer, casc: CascadeConfig, out: Path, args,
-               counters: dict):
+def checkpoint(step: int, model: STUNet, ema: STUNet, opt, tok: Tokenizer, casc: CascadeConfig, out: Path,
+               command: Mapping, counters: dict):
     """The EMA cascade checkpoint (OUT/config.json + OUT/net/), then ``train_state/`` (as ``stunet train``)."""
     save_cascade(out, casc, ema, tok, extra={"stage": "video", "step": step})
-    save_state(out / "train_state", "video", step, model, opt, {"args": vars(args), "counters": counters})
+    save_state(out / "train_state", "video", step, model, opt, {"args": dict(command), "counters": counters})
 
 
-def run_video(model: STUNet, casc: CascadeConfig, args, tok: Tokenizer, out: Path, start_step: int,
-              opt_state: dict | None, ema_state: dict | None, log, deadline: float) -> int:
+def run_video(model: STUNet, casc: CascadeConfig, stage: StageRun, run: RunConfig, tok: Tokenizer, log, *,
+              clip_flops: float) -> int:
+    """The cascade's video stage: each step, a batch of clips as keyframe examples and as many T windows as keep
+    the cumulative FLOPs at ``clip_flops`` per clip (``training_loop.fit``); returns the step reached."""
     cfg = model.config
-    device = torch.device(args.device)
+    device = torch.device(run.device)
     model.to(device).train()
     ac = alphas_cumprod(cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    if ema_state is not None:
-        ema.load_state_dict(ema_state)
-    rng = np.random.default_rng([args.seed, 0, start_step, 2])
+    optim = Optimisation(model, OptimConfig(lr=run.lr, total=stage.total, warmup=run.warmup, ema=run.ema,
+                                            weight_decay=0.01), stage.start_step, stage.opt_state, stage.ema_state)
+    rng = np.random.default_rng([run.seed, 0, stage.start_step, 2])
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    spec_p = world.spec_probs(args.motion_weights) if args.motion_weights else None
-    high_noise = (args.high_noise_frac, args.high_noise_from)
-    autocast = Precision(args.precision, "resolved in main").autocast(device.type)
+    spec_p = world.spec_probs(run.motion_weights) if run.motion_weights else None
+    high_noise = (run.high_noise_frac, run.high_noise_from)
+    autocast = Precision(run.precision, "resolved in main").autocast(device.type)
     f = cascade_flops(cfg, casc)
-    per_clip = (f["keyframe"] + args.windows * mean_window_flops(f, casc)) if args.windows is not None \
-        else stride_mixture_flops(stunet_preset(args.preset))
-    counters = {"keyframes": 0, "windows": 0, **load_counters(out, "video", start_step)}
+    out = Path(run.out)
+    counters = {"keyframes": 0, "windows": 0, **load_counters(out, "video", stage.start_step)}
     base, cpu0, t0 = dict(counters), time.process_time(), time.time()
     stream = batches(functools.partial(video_batch, spec_p=spec_p), rng, tok,     # = clip_batch, maybe in workers
-                     cfg.replace(frames=casc.frames, strides=(1,)), args.batch, args.workers)
-    bar = tqdm(total=args.video_steps, initial=start_step, desc="cascade", disable=args.quiet, dynamic_ncols=True,
-               mininterval=5.0)
-    smooth, parts, step = None, {}, start_step
-    while step < args.video_steps and time.time() < deadline:
-        for g in opt.param_groups:
-            g["lr"] = learning_rate(args.lr, step, args.video_steps, args.warmup)
+                     cfg.replace(frames=casc.frames, strides=(1,)), run.batch, run.workers)
+
+    def loss_at(step: int):
         b = next(stream)
         B = b.x0.shape[0]
-        n = windows_this_step((counters["clips"] + B) * per_clip, counters["flops"], B, f, casc)
+        n = windows_this_step((counters["clips"] + B) * clip_flops, counters["flops"], B, f, casc)
         windows = allocate_windows(n, B, casc, rng)
         with autocast:
             loss, info = cascade_loss(model, casc, ac, b, windows, rng, gen, high_noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        ema_update(ema, model, step, args.ema)
-        step += 1
         c = info["counts"]
         counters["clips"] += B
         counters["keyframes"] += c["keyframe"]
         counters["windows"] += c.get("interp", 0) + c.get("extrap", 0)
         counters["flops"] += sum(c.get(k, 0) * f[k] for k in f)
+        return loss, info["parts"]
+
+    def clock() -> dict:
         counters["cpu_seconds"] = round(base["cpu_seconds"] + time.process_time() - cpu0, 1)
         counters["wall_seconds"] = round(base["wall_seconds"] + time.time() - t0, 1)
-        lv = loss.item()
-        if not math.isfinite(lv):
-            raise FloatingPointError(f"non-finite loss at cascade step {step}")
-        smooth = lv if smooth is None else 0.98 * smooth + 0.02 * lv
-        for k, v in info["parts"].items():
-            parts[k] = v if k not in parts else 0.98 * parts[k] + 0.02 * v
-        bar.update(1)
-        bar.set_postfix(loss=f"{smooth:.4f}")
-        if step % args.log_every == 0 or step == args.video_steps:
-            log({"stage": "video", "step": step, "loss": round(smooth, 5),
-                 **{f"loss_{k}": round(v, 5) for k, v in parts.items()}, "grad_norm": round(float(gnorm), 4),
-                 "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1), **counters})
-        if step % args.ckpt_every == 0:
-            checkpoint(step, model, ema, opt, tok, casc, out, args, counters)
-    bar.close()
+        return counters
+
+    def save(step: int):
+        checkpoint(step, model, optim.ema, optim.opt, tok, casc, out, run.command, clock())
+
+    loop = LoopConfig(total=stage.total, deadline=run.deadline, log_every=run.log_every, ckpt_every=run.ckpt_every,
+                      name="cascade", quiet=run.quiet)
+    step = fit(optim, loss_at, loop, log=log, checkpoint=save, head={"stage": "video"}, extra=clock)
     stream.close()                  # ends the DataLoader workers, if any
-    checkpoint(step, model, ema, opt, tok, casc, out, args, counters)
+    save(step)
     return step
 
 
@@ -298,52 +278,33 @@ def main(argv=None) -> Path:
     deadline = time.time() + args.minutes * 60
     casc, cfg = cascade_preset(args.preset), net_preset(args.preset)
     tok = tokenizer_for(cfg)
-    state_dir = out / "train_state"
     stage, step, raw, ema_sd, opt_sd = "image", 0, None, None, None
-    if args.resume and (state_dir / "state.json").is_file():
-        st = json.loads((state_dir / "state.json").read_text())
-        stage, step = st["stage"], st["step"]
-        raw = load_file(str(state_dir / "raw.safetensors"))
+    saved = load_state(out / "train_state") if args.resume else None
+    if saved is not None:
+        stage, step, raw, opt_sd = saved.stage, saved.step, saved.raw, saved.optimizer
         ema_sd = load_resume_ema(out if stage == "image" else out / casc.keyframe, stage, step)
-        opt_sd = _unflatten_optimizer(load_file(str(state_dir / "optimizer.safetensors")),
-                                      json.loads((state_dir / "optimizer.json").read_text()))
-    logf = open(out / "train.log", "a")
-
-    def log(rec):
-        logf.write(json.dumps({"time": round(time.time(), 1), **rec}) + "\n")
-        logf.flush()
+    log = JsonLog(out / "train.log")
+    run = RunConfig.from_args(args, deadline)
 
     torch.manual_seed(args.seed)             # weight init only; data and noise use their own generators
     log({"event": "start", "args": vars(args), "stage": stage, "step": step, "cascade": casc.to_dict()})
-    log({"event": "precision", **precision.to_dict(), "cpu_capability": torch.backends.cpu.get_cpu_capability()})
+    log(precision_record(precision))
     f = cascade_flops(cfg, casc)
     log({"event": "flops", "stunet_clip": stride_mixture_flops(stunet_preset(args.preset)), **f,
          "parameters": estimate_parameters(cfg), "stunet_parameters": estimate_parameters(stunet_preset(args.preset))})
     if not args.quiet:
         print(f"precision: {precision.name} ({precision.reason})", file=sys.stderr)
-    if args.init and raw is None:
-        net, stage, step = init_net(args.init, cfg), "video", 0
-        log({"event": "inflated", "from": str(args.init)})
-    elif stage == "image" and args.image_steps > 0:
-        image = STUNet(cfg.image())
-        if raw is not None:
-            image.load_state_dict(raw)
-        ema, step = run_stage("image", image, args, tok, out, step, args.image_steps, opt_sd, ema_sd,
-                              0, 1, log, deadline)
-        if step < args.image_steps:
-            log({"event": "stopped", "stage": "image", "step": step})
-            logf.close()
-            return out
-        net, stage, step, ema_sd, opt_sd = inflate(ema.cpu(), cfg), "video", 0, None, None
-        log({"event": "inflated"})
-    elif stage == "image":
-        net, stage, step = STUNet(cfg), "video", 0
-    else:
-        net = STUNet(cfg)
-        net.load_state_dict(raw)
-    step = run_video(net, casc, args, tok, out, step, opt_sd, ema_sd, log, deadline)
+    resume_at = StageRun(stage, args.image_steps if stage == "image" else args.video_steps, step, opt_sd, ema_sd)
+    init = (str(args.init), lambda: init_net(args.init, cfg)) if args.init else None
+    start = video_start(cfg, resume_at, raw, args.video_steps, run, tok, log, init)
+    if start is None:
+        log.close()
+        return out
+    clip_flops = (f["keyframe"] + args.windows * mean_window_flops(f, casc)) if args.windows is not None \
+        else stride_mixture_flops(stunet_preset(args.preset))
+    step = run_video(start[0], casc, start[1], run, tok, log, clip_flops=clip_flops)
     log({"event": "stopped" if step < args.video_steps else "done", "stage": "video", "step": step})
-    logf.close()
+    log.close()
     return out
 
 

@@ -30,6 +30,7 @@ from ..defaults import GUIDANCE, PRECISIONS, SAMPLER, SAMPLERS, STEPS
 from . import world
 from .metrics import ClipScore, evaluate_clip
 from .periodic import KEYFRAME_STRIDE, NYQUIST, RATE_TOLERANCE, format_periodic_table, periodic_report
+from .prompts import batch_generator, default_prompts, load_prompts, seed_list, seed_range, world_seed
 
 METRICS = ("color", "shape", "motion", "coherence")
 LABELS = {"color": "colour", "shape": "shape", "motion": "motion", "coherence": "coherence"}
@@ -39,56 +40,13 @@ MAX_GAP = 5.0                  # points below the ceiling a model may be
 DEFAULT_SEEDS = 3
 
 
-def default_prompts() -> list[str]:
-    """The fixed prompt set: every motion at every speed (3 prompts per motion, 30 in all).
-
-    Colours and shapes cycle so that each colour appears 3-4 times and each shape 10 times;
-    spinning uses squares and triangles only (the world never draws a spinning circle).
-    """
-    colors = list(world.COLORS)
-    out = []
-    for i, motion in enumerate(world.MOTIONS):
-        speeds = (None, None, None) if motion == "standing still" else (None, "slowly", "quickly")
-        for j, speed in enumerate(speeds):
-            color = colors[(3 * i + j) % len(colors)]
-            shapes = ("square", "triangle") if motion == "spinning" else world.SHAPES
-            shape = shapes[(i + j) % len(shapes)]
-            out.append(world.ClipSpec(color, shape, motion, speed).caption)
-    return out
-
-
-def load_prompts(path: str | Path) -> list[str]:
-    """One caption per line (blank lines and '#' comments skipped); each must parse."""
-    prompts = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            world.parse_caption(line)
-        except ValueError as e:
-            raise ValueError(f"{path}:{n}: {e}") from None
-        prompts.append(line)
-    if not prompts:
-        raise ValueError(f"no prompts in {path}")
-    return prompts
-
-
-def _seed_list(seeds) -> list[int]:
-    if isinstance(seeds, int):
-        if seeds < 1:
-            raise ValueError("seeds must be >= 1")
-        return list(range(seeds))
-    return [int(s) for s in seeds]
-
-
 # ----------------------------------------------------------------------------- clips
 def world_clips(prompts: Sequence[str], seeds, frames: int, size: int, stride: int = 1):
     """The world's own clips for the prompts: [(prompt, seed, video)]."""
     out = []
-    for seed in _seed_list(seeds):
+    for seed in seed_list(seeds):
         for i, p in enumerate(prompts):
-            clip = world.make_clip(world.parse_caption(p), frames, size, stride, seed=10_007 * seed + i)
+            clip = world.make_clip(world.parse_caption(p), frames, size, stride, seed=world_seed(i, seed))
             out.append((p, seed, clip.video))
     return out
 
@@ -102,20 +60,18 @@ def model_clips(model, tokenizer, prompts: Sequence[str], seeds, *, steps: int =
     own generator seeded from its first clip's seed and position, so results do not depend on
     what else is evaluated. precision: as ``Pipeline`` (None: $STUNET_PRECISION or auto).
     """
-    import torch
-
     from ..pipeline import Pipeline
     frames = frames or model.config.frames
     was_training = model.training
     grads = [p.requires_grad for p in model.parameters()]
     pipe = Pipeline(model, tokenizer, precision)                        # eval mode, no grads: restored below
     out = []
-    jobs = [(p, s) for s in _seed_list(seeds) for p in prompts]
+    jobs = [(p, s) for s in seed_list(seeds) for p in prompts]
     t0 = time.perf_counter()
     try:
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start:start + batch_size]
-            gen = torch.Generator().manual_seed(1_000_003 * chunk[0][1] + start)
+            gen = batch_generator(chunk[0][1], start)
             videos = pipe.sample_batch([p for p, _ in chunk], generator=gen, steps=steps, guidance=guidance,
                                        sampler=sampler, frames=frames, stride=stride)
             for (p, s), video in zip(chunk, videos):
@@ -189,7 +145,7 @@ def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = N
     prompts = list(prompts) if prompts is not None else default_prompts()
     for p in prompts:
         world.parse_caption(p)
-    seeds = _seed_list(seeds)
+    seeds = seed_list(seeds)
     if model is not None:
         frames = frames or model.config.frames
         size = model.config.height
@@ -303,9 +259,9 @@ def parse_args(argv=None):
     p.add_argument("--markdown", help="write the table here")
     p.add_argument("--against", metavar="REFERENCE.json",
                    help="also compare clip by clip with another run's --json (same prompts and seeds): paired "
-                        "differences, McNemar p, and the fast-model bar (stunet.shapes.paired)")
+                        "differences, intervals, McNemar p, and the non-inferiority verdict (stunet.shapes.paired)")
     p.add_argument("--strict", action="store_true",
-                   help="exit 1 when a metric fails its target (or, with --against, the bar fails)")
+                   help="exit 1 when a metric fails its target (or, with --against, the verdict is FAIL)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return p.parse_args(argv)
 
@@ -327,7 +283,7 @@ def main(argv=None) -> int:
             raise ValueError("--seeds, --steps and --batch must be >= 1")
         if args.first_seed < 0:
             raise ValueError("--first-seed must be >= 0")
-        seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+        seeds = seed_range(args.first_seed, args.seeds)
         reference = None
         if args.against:
             if args.ceiling_only:

@@ -12,13 +12,16 @@ Recorded per denoising step asked for (for the first clip of the batch, first wi
   space-time, averaged over heads (the word-attention maps).
 * ``x0[step]``: the predicted clean clip, c t h w, at every step.
 
-Hooks are forward hooks registered on ``__enter__`` and always removed on ``__exit__``
-(errors included). Nothing per call is stored on modules: the sampler announces each
+Hooks are forward hooks registered on ``__enter__`` (``with_kwargs=True``: a module called with
+keyword arguments is recorded as one called positionally) and always removed on ``__exit__``
+(errors included); the modules and their names come from ``hooked_modules``, the one place
+layer names are made (``layer_names`` gives the same names from a config). Nothing per call is stored on modules: the sampler announces each
 model call with ``step_scope(inspector, ...)`` (a ContextVar set and reset around the
 call, in the calling thread), and a hook records only when the active scope names its own
 inspector, so two inspected runs in parallel threads never mix. Memory is bounded by
 ``max_bytes``; what it costs for the shipped model is printed by ``Recording.nbytes``
-(about 5 MB per feature step, 0.1 MB per attention step, 0.2 MB per x0 step).
+(about 5 MB per feature step, 0.1 MB per attention step, 0.2 MB per x0 step). Records are
+float16 on the CPU whatever device the model runs on.
 """
 from __future__ import annotations
 
@@ -52,6 +55,12 @@ def step_scope(inspector, step: int, timestep: int):
         yield
     finally:
         _SCOPE.reset(token)
+
+
+def current_scope() -> "_Scope | None":
+    """The model call announced by ``step_scope`` in this context (None outside one): its
+    ``inspector``, ``step`` and ``timestep``. Other hook owners (``stunet.interventions``) gate on it."""
+    return _SCOPE.get()
 
 
 @dataclass
@@ -171,17 +180,16 @@ class Inspector:
 
     # ----------------------------------------------------------------- hooks
     def __enter__(self) -> "Inspector":
+        hooks = {"level": self._feature_hook if self.want_features else None,
+                 "temporal": self._tattn_hook if self.want_attention else None,
+                 "cross": self._xattn_hook if self.want_attention else None}
         try:
-            for name, level in named_levels(self.model):
-                self.recording.level_names.append(name)
-                if self.want_features:
-                    self._handles.append(level.register_forward_hook(self._feature_hook(name)))
-                if self.want_attention:
-                    for bi, blk in enumerate(level.blocks):
-                        for ai, attn in enumerate(blk.temporal_attn):
-                            self._handles.append(attn.register_forward_hook(self._tattn_hook(f"{name}.{bi}.{ai}")))
-                        if blk.cross is not None:
-                            self._handles.append(blk.cross.register_forward_hook(self._xattn_hook(f"{name}.{bi}")))
+            for kind, name, module in hooked_modules(self.model):
+                if kind == "level":
+                    self.recording.level_names.append(name)
+                if hooks[kind] is not None:
+                    self._handles.append(module.register_forward_hook(_kwargs_hook(hooks[kind](name)),
+                                                                      with_kwargs=True))
         except BaseException:
             self.remove()
             raise
@@ -205,19 +213,20 @@ class Inspector:
         return scope
 
     def _store(self, d, key, tensor):
-        t = tensor.detach().to(torch.float16).contiguous()
-        if self._bytes + t.numel() * 2 > self.max_bytes:
+        """Keep ``tensor`` as float16 on the CPU, whatever the model's device (a recording outlives the
+        GPU: it is read by views, saved with numpy, and crosses process boundaries on ZeroGPU)."""
+        if self._bytes + tensor.numel() * 2 > self.max_bytes:
             self.recording.dropped += 1
             return
-        self._bytes += t.numel() * 2
-        d[key] = t
+        self._bytes += tensor.numel() * 2
+        d[key] = tensor.detach().to(torch.float16).cpu().contiguous()
 
     def _feature_hook(self, name):
-        def hook(module, args, output):
+        def hook(module, args, kwargs, output):                          # Level.forward(x, emb, text, t)
             scope = self._active(self.feature_steps)
             if scope is None:
                 return
-            t = args[3]                                                  # frames at this level
+            t = _arg(args, kwargs, 3, "t")                               # frames at this level
             bt, c, h, w = output.shape
             x = output.reshape(bt // t, t, c, h, w)[self.row].transpose(0, 1)   # c t h w
             self.recording.timesteps[scope.step] = scope.timestep
@@ -225,11 +234,11 @@ class Inspector:
         return hook
 
     def _tattn_hook(self, name):
-        def hook(module: TemporalAttention, args, output):
+        def hook(module: TemporalAttention, args, kwargs, output):       # forward(x, t)
             scope = self._active(self.attention_steps)
             if scope is None:
                 return
-            x, t = args
+            x, t = _arg(args, kwargs, 0, "x"), _arg(args, kwargs, 1, "t")
             bt, c, h, w = x.shape
             p = module.attention_probs(x, t)                             # (b h w) heads t t
             p = p.reshape(bt // t, h, w, *p.shape[1:])[self.row]         # h w heads t t
@@ -238,11 +247,11 @@ class Inspector:
         return hook
 
     def _xattn_hook(self, name):
-        def hook(module: CrossAttention, args, output):
+        def hook(module: CrossAttention, args, kwargs, output):          # forward(x, context, pad_mask, t)
             scope = self._active(self.attention_steps)
             if scope is None:
                 return
-            x, context, pad_mask, t = args
+            x, context, pad_mask, t = (_arg(args, kwargs, i, n) for i, n in enumerate(("x", "context", "pad_mask", "t")))
             bt, c, h, w = x.shape
             p = module.attention_probs(x, context, pad_mask, t)          # (b t) heads (h w) l
             p = p.reshape(bt // t, t, p.shape[1], h, w, p.shape[-1])[self.row].mean(1)   # t h w l
@@ -255,6 +264,44 @@ class Inspector:
         self.recording.timesteps.setdefault(out.step, out.timestep)
         if self.x0_steps is None or out.step in self.x0_steps:
             self._store(self.recording.x0, out.step, out.x0[self.row])
+
+
+def _kwargs_hook(fn):
+    """``fn(module, args, kwargs, output)`` as a hook registered ``with_kwargs=True``, also when called without
+    kwargs: ``Module.__call__`` takes a snapshot of the hooks before calling them but reads their with_kwargs
+    flags as it goes, so a hook that another thread's inspector removes meanwhile is called as (module, args,
+    output). It then returns at once (the scope is not its own), but must not fail first."""
+    def hook(module, args, *rest):
+        kwargs, output = rest if len(rest) == 2 else ({}, rest[0])
+        return fn(module, args, kwargs, output)
+    return hook
+
+
+def _arg(args: tuple, kwargs: dict, i: int, name: str):
+    """A hooked forward's argument ``name`` (position ``i``), passed by position or by keyword."""
+    return args[i] if len(args) > i else kwargs[name]
+
+
+def temporal_layer_name(level: str, block: int, index: int) -> str:
+    """The name of temporal-attention layer ``index`` of block ``block`` of ``level``: ``mid.0.1``."""
+    return f"{level}.{block}.{index}"
+
+
+def cross_layer_name(level: str, block: int) -> str:
+    """The name of the cross-attention layer of block ``block`` of ``level``: ``enc1.0``."""
+    return f"{level}.{block}"
+
+
+def hooked_modules(model):
+    """(kind, name, module) in forward order: ("level", level name, Level), then its blocks' ("temporal", name,
+    TemporalAttention) and ("cross", name, CrossAttention): what the Inspector hooks, under the names it records."""
+    for name, level in named_levels(model):
+        yield "level", name, level
+        for bi, blk in enumerate(level.blocks):
+            for ai, attn in enumerate(blk.temporal_attn):
+                yield "temporal", temporal_layer_name(name, bi, ai), attn
+            if blk.cross is not None:
+                yield "cross", cross_layer_name(name, bi), blk.cross
 
 
 def named_levels(model):
@@ -274,7 +321,7 @@ def layer_names(model) -> tuple[list[tuple[str, int]], list[str]]:
         for bi in range(cfg.blocks_per_level):
             for ai in range(lv.temporal_attention):
                 heads = max(1, lv.channels // cfg.head_dim)             # as TemporalAttention.heads
-                temporal.append((f"{lv.name}.{bi}.{ai}", heads))
+                temporal.append((temporal_layer_name(lv.name, bi, ai), heads))
             if lv.cross_attention:
-                cross.append(f"{lv.name}.{bi}")
+                cross.append(cross_layer_name(lv.name, bi))
     return temporal, cross
