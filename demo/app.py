@@ -435,8 +435,11 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
         for event in gen_events:
             event.success(studio.client_snippet, record, snippet, queue=False, api_visibility="private",
                           preprocess=False)
-        gif_make.click(guarded(studio.gif_button), record, gif_btn, api_name="gif", preprocess=False,
-                       concurrency_limit=1, concurrency_id="export")
+            event.success(lambda rec: gr.DownloadButton(visible=getattr(rec, "gif", None) is not None), record,
+                          gif_btn, queue=False, api_visibility="private", preprocess=False)   # a new clip: no GIF yet
+        gif_make.click(guarded(studio.make_gif), record, gif_btn, api_name="gif", preprocess=False,
+                       concurrency_limit=1, concurrency_id="export").success(
+            lambda: gr.DownloadButton(visible=True), None, gif_btn, queue=False, api_visibility="private")
         demo.unload(studio.release_session)
         wire_intervene(intervene_tab, intervene_controls, record, concurrency_limit=generate_concurrency)
         wire_edit_tab(edit_tab, edit_controls, record, concurrency_limit=generate_concurrency, generated=gen_events,

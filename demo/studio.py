@@ -279,8 +279,7 @@ class Studio(InspectHandlers):
 
     def _final(self, rec: ClipRecord, cached: bool = False) -> "GenerateOutputs":
         preview = views.preview_grid(rec.video, L.PREVIEW_MAX_FRAMES, cell=L.PREVIEW_CELL)
-        gif = gr.DownloadButton(value=rec.gif, visible=rec.gif is not None)   # hidden until made (make_gif)
-        return GenerateOutputs(video=rec.mp4, mp4=rec.mp4, gif=gif, settings=rec.settings_dict(),
+        return GenerateOutputs(video=rec.mp4, mp4=rec.mp4, gif=rec.gif, settings=rec.settings_dict(),
                                preview=preview, status=self.status_md(rec, cached), record=rec)
 
     def generate(self, prompt, seed, steps, guidance, frames, sampler=L.DEFAULT_SAMPLER,
@@ -361,10 +360,6 @@ class Studio(InspectHandlers):
             rec.gif = str(write_video(d / f"{clip_name(rec.settings)}.gif", rec.video, fps=rec.fps,
                                       scale=self.gif_scale))
         return rec.gif
-
-    def gif_button(self, rec):
-        """The GIF button was pressed (``/gif``): the download button, with the GIF, shown."""
-        return gr.DownloadButton(value=self.make_gif(rec), visible=True)
 
     # ------------------------------------------------------------------ recording (on demand)
     def recording_of(self, rec: ClipRecord, session: str | None = None):

@@ -56,14 +56,16 @@ def main(argv=None) -> dict:
     cfg = pipe.config
     frames = args.frames or L.frames_range(cfg.temporal_factor, cfg.frames)[1]
     steps = args.steps or L.MAX_STEPS
-    prompt = " ".join(pipe.tokenizer.words[:3]) or "a"
+    from stunet.text import STOPWORDS
+    prompt = " ".join([w for w in pipe.tokenizer.words if w not in STOPWORDS][:3])
     studio = Studio(pipe)
     before = rss_mb()
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     outs = list(studio.generate(prompt, 0, steps, args.guidance, frames))
-    seconds = time.perf_counter() - t0
     rec = outs[-1][-1]
+    studio.recording_of(rec)            # what opening Inspect adds: the clip sampled again with hooks
+    seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "config": args.model or args.preset, "parameters": sum(p.numel() for p in pipe.model.parameters()),

@@ -77,7 +77,7 @@ def test_the_readme_python_snippets_run_against_the_app(url, tmp_path, monkeypat
         exec(compile(code.replace(README_URL, repr(url)), f"README.md python block {i + 1}", "exec"), ns)
 
     names = [c[0] for c in calls]
-    assert names == ["/generate", "/temporal_attention", "/inpaint", "/cinemagraph", "/video_to_video",
+    assert names == ["/generate", "/gif", "/temporal_attention", "/inpaint", "/cinemagraph", "/video_to_video",
                      "/compare"], names
     by_name = {c[0]: c for c in calls}
     _, args, out = by_name["/generate"]
