@@ -38,7 +38,7 @@ from . import limits as L
 from . import models
 from .errors import guarded
 from .gpu import compare_duration, gpu
-from .limits import LimitError
+from .job_clock import JobClock
 from .studio import Studio, md_escape, slug
 
 log = logging.getLogger("stunet.studio")
@@ -94,6 +94,7 @@ class CompareTab:
         self.directory = directory
         self._stunet_loader = stunet_loader       # None: the studio's pipeline
         self._stunet = None
+        self.now = time.perf_counter              # the job clock's time source (demo.job_clock; tests: a fake one)
 
     @property
     def equal_budget(self) -> bool:
@@ -133,11 +134,11 @@ class CompareTab:
         kf = C.keyframe_indices(cascade)
         frames = kf[-1] + (kf[1] - kf[0])
         t0 = time.perf_counter()
-        cas = cascade(Settings(prompt, seed=seed), callback=self._stepper("Cascade", t0, 0.0, 0.5, progress))
+        cas = cascade(Settings(prompt, seed=seed), callback=self._stepper("Cascade", 0.0, 0.5, progress))
         t1 = time.perf_counter()
         progress(0.5, desc="STUNet: the whole clip at once")
         st = self.stunet(Settings(prompt, seed=seed, frames=frames),
-                         callback=self._stepper("STUNet", t1, 0.5, 1.0, progress))
+                         callback=self._stepper("STUNet", 0.5, 1.0, progress))
         t2 = time.perf_counter()
         a, b = np.asarray(st.video), np.asarray(cas.video)
         if len(a) != len(b):
@@ -162,22 +163,17 @@ class CompareTab:
         return (str(video), str(xt_path), self.measure_md(self.stunet_label, ms["stunet"]),
                 self.measure_md("Cascade", ms["cascade"]), info, status)
 
-    @staticmethod
-    def _stepper(who: str, t_start: float, lo: float, hi: float, progress):
+    def _stepper(self, who: str, lo: float, hi: float, progress):
         """A sampling callback: progress from ``lo`` to ``hi``, and the Generate tab's job limit (stopped once past,
-        or projected past, ``limits.job_deadline_s`` of its first step's pace)."""
-        pace: dict = {}
+        or projected past, ``limits.job_deadline_s`` of its first step's pace: ``demo.job_clock``), counted from
+        now."""
+        clock = JobClock(lambda projected, deadline: (
+            f"This comparison would take about {projected / 60:.1f} minutes, over this server's limit "
+            f"({deadline / 60:.1f} minutes here): try again when the server is less busy."), now=self.now)
 
         def step(out):
-            k, n, now = out.step + 1, out.num_steps, time.perf_counter()
-            if not pace:
-                pace.update(first=now, deadline=L.job_deadline_s(now - t_start, n))
-            elif k < n:
-                projected = now - t_start + (now - pace["first"]) / (k - 1) * (n - k)
-                if projected > pace["deadline"]:
-                    raise LimitError(f"This comparison would take about {projected / 60:.1f} minutes, over this "
-                                     f"server's limit ({pace['deadline'] / 60:.1f} minutes here): try again when "
-                                     "the server is less busy.")
+            k, n = out.step + 1, out.num_steps
+            clock.step(k, n)
             progress(lo + (hi - lo) * k / n, desc=f"{who}: step {k}/{n}")
         return step
 

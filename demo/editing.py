@@ -41,6 +41,7 @@ from stunet.video_decode import decode_video, read_mask, sniff
 from . import limits as L
 from .errors import guarded
 from .files import uploaded_path
+from .job_clock import JobClock
 from .limits import LimitError
 from .sessions import ClipRecord
 from .studio import Studio, md_escape, precision_of, slug
@@ -133,6 +134,7 @@ class EditTab:
         self.studio = studio
         self.cfg = studio.cfg
         self.mask_component = None           # the gr.ImageMask (its blob storage holds drawn layers)
+        self.now = time.perf_counter         # the job clock's time source (demo.job_clock; tests: a fake one)
 
     # ------------------------------------------------------------------ inputs
     def source_clip(self, rec, source, upload) -> np.ndarray:
@@ -301,26 +303,21 @@ class EditTab:
         inspector = Inspector(pipe.model, x0_steps=studio._x0_steps(s), feature_steps=studio._feature_steps(n),
                               max_bytes=L.RECORD_MAX_BYTES)
         title = MODE_TITLES[req.mode]
-        t0 = time.perf_counter()
-        first_done = deadline = last = None
+        clock = JobClock(lambda projected, deadline: (
+            f"This edit would take about {projected / 60:.1f} minutes, over this server's limit "
+            f"({deadline / 60:.1f} minutes here): use fewer steps or a shorter clip, or try again when the server "
+            "is less busy."), now=self.now)
+        last = None
         with inspector:
             for out in req.iter(pipe, inspector):
                 last = out
-                k, now = out.step + 1, time.perf_counter()
-                elapsed = now - t0
-                if first_done is None:
-                    first_done, deadline = now, L.job_deadline_s(elapsed, out.num_steps)
-                elif k < out.num_steps:
-                    projected = elapsed + (now - first_done) / (k - 1) * (out.num_steps - k)
-                    if projected > deadline or elapsed > deadline:
-                        raise LimitError(f"This edit would take about {projected / 60:.1f} minutes, over this "
-                                         f"server's limit ({deadline / 60:.1f} minutes here): use fewer steps or "
-                                         "a shorter clip, or try again when the server is less busy.")
+                k = out.step + 1
+                elapsed = clock.step(k, out.num_steps)
                 progress(k / out.num_steps, desc=f"{title}: step {k}/{out.num_steps}")
                 yield skip, skip, skip, f"{title}: denoising step {k}/{out.num_steps} · {elapsed:.0f} s", skip
         if last is None:
             raise RuntimeError("sampling produced no step")
-        e = req.result(pipe, last, time.perf_counter() - t0)
+        e = req.result(pipe, last, clock.elapsed_s())
         progress(1.0, desc="Encoding the video")
         d = studio.files.request_dir()
         name = f"stunet-{req.mode.replace('_', '-')}-{slug(req.prompt)}-seed{req.seed}"

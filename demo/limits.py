@@ -66,6 +66,7 @@ GIF_SIDE = 256
 PREVIEW_MAX_FRAMES = 32          # live x0-hat preview shows at most this many frames
 PREVIEW_CELL = 64                # pixels a side of a preview frame (scaled further by the browser, pixelated)
 PREVIEW_EVERY_S = 0.5            # at most one x0-hat preview per this many seconds while sampling
+PROGRESS_EVERY_S = 0.25          # at most one progress-bar update per this many seconds (first and last always)
 
 # --------------------------------------------------------------------------- defaults (sampling ones: stunet.defaults)
 DEFAULT_SEED = 0

@@ -29,6 +29,7 @@ from stunet.video import read_image, to_uint8, write_video
 from . import figures as views
 from . import limits as L
 from .files import Outputs, uploaded_path
+from .job_clock import JobClock
 from .models import FULL, ModelChoice
 from .limits import LimitError
 from .inspect_views import (HEAD_MEAN, LAYER_ALL, MODE_MEAN, MODE_POINT, InspectHandlers,  # noqa: F401 (re-exported)
@@ -99,6 +100,7 @@ class Studio(InspectHandlers):
         self._record_lock = threading.Lock()      # one recording run at a time (they sample, like Generate)
         self.record_runner = self.record          # (model, settings, first_frame) -> (recording, clip)
         self.preview_every_s = L.PREVIEW_EVERY_S  # tests set 0: a preview after every step but the last
+        self.now = time.perf_counter              # the job clock's time source (demo.job_clock; tests: a fake one)
         self._features_cache = LRU(FEATURES_CACHE_SIZE)          # (clip id, step) -> (image, figure)
         self._initial_pyramid = None
         self.video_scale = max(1, L.VIDEO_SIDE // max(self.cfg.height, self.cfg.width))
@@ -306,27 +308,21 @@ class Studio(InspectHandlers):
         skip = gr.skip()
         progress(0, desc="Encoding the prompt" if self.loaded(choice.key) else "Loading the model")
         pipe = self.pipe_for(choice.key)
-        t0 = time.perf_counter()
-        first_done = deadline = None
-        last_preview = t0
+        clock = JobClock(lambda projected, deadline: (
+            f"This clip would take about {projected / 60:.1f} minutes, over this server's limit per clip "
+            f"({L.JOB_DEADLINE_MARGIN:g}x its steps at the pace of its first step, {deadline / 60:.1f} minutes "
+            "here): use fewer steps or frames, or try again when the server is less busy."), now=self.now)
+        t0 = clock.start
+        last_preview = last_progress = t0
         last = None
         for out in pipe.iter(s, first_frame=first):
             last = out
             k, n = out.step + 1, out.num_steps
-            now = time.perf_counter()
-            elapsed = now - t0
-            if first_done is None:
-                first_done, deadline = now, L.job_deadline_s(elapsed, n)
-            elif k < n:
-                per_step = (now - first_done) / (k - 1)
-                projected = elapsed + per_step * (n - k)
-                if projected > deadline or elapsed > deadline:
-                    raise LimitError(
-                        f"This clip would take about {projected / 60:.1f} minutes, over this server's "
-                        f"limit per clip ({L.JOB_DEADLINE_MARGIN:g}x its steps at the pace of its first "
-                        f"step, {deadline / 60:.1f} minutes here): use fewer steps or frames, or try again "
-                        "when the server is less busy.")
-            progress(k / n, desc=f"Denoising step {k}/{n}")
+            elapsed = clock.step(k, n)                  # LimitError once past, or projected past, the deadline
+            now = t0 + elapsed
+            if k == 1 or k == n or now - last_progress >= L.PROGRESS_EVERY_S:
+                last_progress = now                     # a progress event per step is traffic, not information
+                progress(k / n, desc=f"Denoising step {k}/{n}")
             if k < n and now - last_preview >= self.preview_every_s:
                 last_preview = now
                 frames_now = views.V.clip_uint8(out.x0[:1])
@@ -338,7 +334,7 @@ class Studio(InspectHandlers):
         if last is None:
             raise RuntimeError("sampling produced no step")
         video = to_uint8(last.sample)
-        seconds = time.perf_counter() - t0
+        seconds = clock.elapsed_s()
         progress(1.0, desc="Encoding the video")
         d = self.files.request_dir(example=key is not None)
         mp4 = write_video(d / f"{clip_name(s)}.mp4", video, fps=fps, scale=self.video_scale, fast=True)

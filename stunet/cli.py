@@ -13,6 +13,8 @@
     stunet eval [--model DIR]                           (see stunet.shapes.evaluate)
     stunet generate "a red square spinning" --ablate tattn:all=uniform   an intervention (stunet info --parts)
     stunet ablate --out DIR                             each temporal part switched off (see stunet.ablate)
+    stunet stylize --style outline --out DIR            fine-tune the spatial weights on a style (see stunet.stylize)
+    stunet generate "a red square spinning" --style DIR --style-strength 0.5   styled spatial weights, same motion
     stunet compare --stunet DIR --cascade DIR --out DIR  STUNet vs keyframe cascade (stunet.shapes.compare)
     stunet average RUN_A RUN_B --out DIR [--weights 1,1]   checkpoint averaging
     stunet bench                                        (a source checkout's benchmarks/)
@@ -25,7 +27,7 @@ import json
 import sys
 from pathlib import Path
 
-from .defaults import GUIDANCE, PRECISIONS, SAMPLER, SAMPLERS, STEPS
+from .defaults import GUIDANCE, PRECISIONS, SAMPLER, SAMPLERS, STEPS, parse_interval
 
 
 def _pyramid_dict(cfg, frames=None) -> dict:
@@ -115,6 +117,8 @@ def cmd_edit(args) -> int:
               "use a STUNet checkpoint", file=sys.stderr)
         return 2
     pipe = Pipeline.from_pretrained(args.model, precision=args.precision)
+    from .stylize import cli_pipeline                   # --style: spatial weights interpolated (stunet.stylize)
+    pipe = cli_pipeline(pipe, args.style, args.style_strength)
     print(f"precision: {pipe.precision.name} ({pipe.precision.reason})", file=sys.stderr)
     cfg = pipe.config
     size = (cfg.height, cfg.width)
@@ -162,13 +166,21 @@ def cmd_generate(args) -> int:
             return 2
     else:
         prompts = [args.prompt]
+    try:
+        args.guidance_interval = parse_interval(args.guidance_interval)
+    except ValueError as e:
+        print(f"error: --guidance-interval: {e}", file=sys.stderr)
+        return 2
     pipe = load_pipeline(args.model, precision=args.precision)         # a STUNet or a cascade (stunet.cascade)
+    from .stylize import cli_pipeline                   # --style: spatial weights interpolated (stunet.stylize)
+    pipe = cli_pipeline(pipe, args.style, args.style_strength)
     print(f"precision: {pipe.precision.name} ({pipe.precision.reason})", file=sys.stderr)
     vocab = ", ".join(pipe.tokenizer.words)
     net = getattr(pipe, "net_config", pipe.config)
     first = read_image(args.image, (net.height, net.width)) if args.image else None
     from .ablate import cli_parts                       # --ablate: checked for every prompt before any sampling
     parts = cli_parts(pipe, args.ablate, [Settings(p, seed=args.seed, steps=args.steps, guidance=args.guidance,
+                      guidance_interval=args.guidance_interval,
                       frames=args.frames or pipe.config.frames, sampler=args.sampler, stride=args.stride)
                       for p in prompts])
     status = 0
@@ -183,6 +195,7 @@ def cmd_generate(args) -> int:
             print(f"warning: unknown words {enc.unknown} in {prompt!r} are ignored; the model knows: {vocab}",
                   file=sys.stderr)
         s = Settings(prompt, seed=args.seed, steps=args.steps, guidance=args.guidance,
+                     guidance_interval=args.guidance_interval,
                      frames=args.frames or pipe.config.frames, sampler=args.sampler, stride=args.stride)
         if parts:
             from .interventions import run as run_intervened
@@ -280,6 +293,9 @@ def main(argv=None) -> int:
     if argv and argv[0] == "ablate":
         from .ablate import main as ablate_main
         return ablate_main(argv[1:]) or 0
+    if argv and argv[0] == "stylize":
+        from .stylize import main as stylize_main
+        return stylize_main(argv[1:]) or 0
     if argv and argv[0] == "eval":
         from .shapes.evaluate import main as eval_main
         return eval_main(argv[1:]) or 0
@@ -298,6 +314,7 @@ def main(argv=None) -> int:
                    "(stunet distill-guidance --help)")
     sub.add_parser("eval", help="evaluate a model with analytic detectors (stunet eval --help)")
     sub.add_parser("ablate", help="switch each temporal part off, paired against the unablated run (stunet ablate --help)")
+    sub.add_parser("stylize", help="fine-tune the spatial weights on a world style (stunet stylize --help)")
     sub.add_parser("compare", help="STUNet vs a keyframe cascade on periodic motion (stunet compare --help)")
     sub.add_parser("bench", help="time the STUNet against baselines (source checkout; stunet bench --help)")
     i = sub.add_parser("info", help="print the space-time pyramid")
@@ -316,6 +333,9 @@ def main(argv=None) -> int:
     g.add_argument("--steps", type=int, default=None,
                    help=f"denoising steps (default: the model's own: {STEPS} for the full model, N for a distilled one)")
     g.add_argument("--guidance", type=float, default=None, help=f"guidance scale (default: the model's own, {GUIDANCE:g})")
+    g.add_argument("--guidance-interval", metavar="LO,HI", default=None,
+                   help="guide only at diffusion timesteps LO..HI; other steps cost one row (default: the model's own; "
+                        "'all': every step)")
     g.add_argument("--frames", type=int, help="default: the model's window; longer uses MultiDiffusion")
     g.add_argument("--sampler", default=None, choices=SAMPLERS,
                    help=f"solver (default: the model's own: {SAMPLER} for the full model, ddim for a distilled one)")
@@ -333,6 +353,10 @@ def main(argv=None) -> int:
     g.add_argument("--scale", type=int, default=8, help="nearest-neighbour upscaling of mp4/gif")
     g.add_argument("--ablate", action="append", metavar="PART", help="switch a part off or patch it (repeatable; "
                    "names: stunet info --parts), same seed and noise (stunet.interventions)")
+    g.add_argument("--style", metavar="DIR", help="a style directory (stunet stylize): its spatial weights "
+                   "interpolated with the model's, temporal weights kept")
+    g.add_argument("--style-strength", type=float, default=None, metavar="A",
+                   help="spatial weights (1 - A) original + A styled, A in [0, 1] (default 1; 0: the model itself)")
     a = sub.add_parser("average", help="average the weights of checkpoints of one run (checkpoint averaging)")
     a.add_argument("checkpoints", nargs="+", help="checkpoint directories (same config and vocabulary)")
     a.add_argument("--out", required=True, help="new checkpoint directory")

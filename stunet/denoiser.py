@@ -8,6 +8,9 @@ everything about *calling the model* so that the sampling loop only steps a solv
 * classifier-free guidance against the learned empty prompt (one batched call, 2 rows per clip),
   or, for a distilled model that takes the guidance scale as an input (``config.guidance_embedding``,
   ``stunet.distill``), one row per clip with the scale passed to the model;
+* guidance in a limited interval of noise levels (Kynkäänniemi et al. 2024, arXiv 2404.07724):
+  with ``interval=(lo, hi)`` a step at diffusion timestep ``lo <= t <= hi`` is guided and any
+  other step is the conditional prediction alone (scale 1), which costs one row instead of two;
 * temporal MultiDiffusion (Lumiere section 3.2 applied to time): a clip longer than the
   training window is covered by overlapping windows, each denoised, the predictions averaged
   where windows overlap; a clip that fits one window is one plain call, bit for bit;
@@ -22,7 +25,8 @@ from __future__ import annotations
 
 import torch
 
-from .defaults import GUIDANCE
+from .conditioning import Conditioning
+from .defaults import GUIDANCE, parse_interval
 from .inspection import step_scope
 from .model import STUNet
 from .precision import Precision, resolve
@@ -47,26 +51,41 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-class Denoiser:
-    """Guided, windowed, conditioned calls of a STUNet on a batch of ``b`` clips of ``frames`` frames."""
+def _head(v: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    return None if v is None else v[:n]
 
-    def __init__(self, model: STUNet, text: TextEncoding, uncond: TextEncoding | None = None, *,
-                 frames: int, guidance: float = GUIDANCE, stride: int = 1, cond: torch.Tensor | None = None,
-                 mask: torch.Tensor | None = None, window: int | None = None, overlap: int | None = None,
+
+class Denoiser:
+    """Guided, windowed, conditioned calls of a STUNet on a batch of ``b`` clips of ``frames`` frames.
+
+    guidance: one scale for every clip, or a tensor of ``b`` scales (one per clip, as distillation
+    draws them). interval: ``(lo, hi)`` timesteps where guidance applies (None: every step).
+    """
+
+    def __init__(self, model: STUNet, conditioning: Conditioning, *, frames: int,
+                 guidance: float | torch.Tensor = GUIDANCE, interval: tuple[int, int] | None = None,
                  precision: Precision | str | None = None, inspector=None):
-        cfg = model.config
-        self.model, self.config = model, cfg
+        cfg, c = model.config, conditioning
+        self.model, self.config, self.conditioning = model, cfg, c
         self.device = model_device(model)
         self.precision = precision if isinstance(precision, Precision) else resolve(precision, self.device)
-        self.b = b = text.tokens.shape[0]
+        self.b = b = c.batch
         self.frames = frames
-        self.guidance = float(guidance)
         self.embedded = bool(getattr(cfg, "guidance_embedding", False))   # the model takes the scale itself
-        self.guided = self.guidance != 1.0 and not self.embedded
-        if self.guided and uncond is None:
+        if isinstance(guidance, torch.Tensor):
+            if tuple(guidance.shape) != (b,):
+                raise ValueError(f"per-clip guidance must have shape ({b},), got {tuple(guidance.shape)}")
+            self.guidance = guidance.float().to(self.device)
+            self.scaled = True                                            # guided even where a scale is 1
+        else:
+            self.guidance, self.scaled = float(guidance), float(guidance) != 1.0
+        self.guided = self.scaled and not self.embedded
+        if self.guided and c.uncond is None:
             raise ValueError("guidance != 1 needs the unconditional (empty prompt) encoding")
-        window = window or cfg.frames
-        self.overlap = window // 2 if overlap is None else overlap
+        self.interval = parse_interval(interval)
+        self.rows_run = 0                   # network rows evaluated so far (b x windows x 1 or 2 a step)
+        window = c.window or cfg.frames
+        self.overlap = window // 2 if c.overlap is None else c.overlap
         if frames < 1:
             raise ValueError("frames must be >= 1")
         if frames <= window:
@@ -74,20 +93,18 @@ class Denoiser:
         elif window % cfg.temporal_factor:
             raise ValueError(f"window {window} must be a multiple of {cfg.temporal_factor}")
         self.shape = (b, cfg.video_channels, frames, cfg.height, cfg.width)
-        for name, v, ch in (("cond", cond, cfg.video_channels), ("mask", mask, 1)):
+        for name, v, ch in (("cond", c.cond, cfg.video_channels), ("mask", c.mask, 1)):
             if v is not None and tuple(v.shape) != (b, ch, *self.shape[2:]):
                 raise ValueError(f"{name} must have shape {(b, ch, *self.shape[2:])}, got {tuple(v.shape)}")
-        if (cond is None) != (mask is None):
-            raise ValueError("cond and mask go together")
-        self.stride = stride
+        self.stride = c.stride
         self.inspector = inspector
         self.windows = temporal_windows(frames, window, self.overlap)
         n_w = len(self.windows)
-        rows = [text] * n_w + ([uncond] * n_w if self.guided else [])
+        rows = [c.text] * n_w + ([c.uncond] * n_w if self.guided else [])
         self.text = TextEncoding.cat(rows)                               # on the model's device (encode_text)
         reps = 2 if self.guided else 1
-        self.cond = None if cond is None else self._rows(cond.to(self.device), reps)
-        self.mask = None if mask is None else self._rows(mask.to(self.device), reps)
+        self.cond = None if c.cond is None else self._rows(c.cond.to(self.device), reps)
+        self.mask = None if c.mask is None else self._rows(c.mask.to(self.device), reps)
         self.count = torch.zeros(1, 1, frames, 1, 1, device=self.device)
         for s, e in self.windows:
             self.count[:, :, s:e] += 1
@@ -97,17 +114,50 @@ class Denoiser:
         rows = torch.cat([v[:, :, s:e] for s, e in self.windows])
         return torch.cat([rows] * reps) if reps > 1 else rows
 
+    def _per_row(self, v: torch.Tensor, reps: int) -> torch.Tensor:
+        """A value per clip (b) -> one per network row (reps x windows x b), in the rows' order."""
+        return v.repeat(reps * len(self.windows))
+
+    def guides_at(self, timestep: int | torch.Tensor) -> bool:
+        """Whether the step at diffusion ``timestep`` is guided (inside the interval, when one is set)."""
+        if not self.scaled:
+            return False
+        if self.interval is None:
+            return True
+        if isinstance(timestep, torch.Tensor) and timestep.numel() > 1:
+            raise ValueError("a guidance interval needs one timestep for the whole batch")
+        return self.interval[0] <= int(timestep) <= self.interval[1]
+
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor, timestep: int, step: int = 0) -> torch.Tensor:
-        """The guided, window-averaged prediction at diffusion ``timestep`` (``step``: index in the run)."""
-        xin = self._rows(x, 2 if self.guided else 1)
-        tt = torch.full((xin.shape[0],), int(timestep), dtype=torch.long, device=self.device)
-        kw = {"guidance": self.guidance} if self.embedded else {}
-        with step_scope(self.inspector, step=step, timestep=int(timestep)), self.precision.autocast(self.device.type):
-            out = self.model(xin, tt, self.text, self.stride, self.cond, self.mask, **kw).float()
-        if self.guided:
+    def __call__(self, x: torch.Tensor, timestep: int | torch.Tensor, step: int = 0) -> torch.Tensor:
+        """The guided, window-averaged prediction at diffusion ``timestep`` (one for the batch, or a tensor
+        of ``b``, one per clip); ``step``: the index in the run, for an inspector."""
+        guide = self.guides_at(timestep)
+        two = self.guided and guide                  # both rows; else the conditional rows alone
+        reps = 2 if two else 1
+        xin = self._rows(x, reps)
+        n = xin.shape[0]
+        text, cond, mask = ((self.text, self.cond, self.mask) if two or not self.guided else
+                            (self.text[:n], _head(self.cond, n), _head(self.mask, n)))
+        if isinstance(timestep, torch.Tensor) and timestep.dim() == 1:
+            tt = self._per_row(timestep.to(self.device, torch.long), reps)
+            at = -1                                  # several timesteps: none to announce
+        else:
+            at = int(timestep)
+            tt = torch.full((n,), at, dtype=torch.long, device=self.device)
+        kw = {}
+        if self.embedded:
+            w = self.guidance if guide else 1.0
+            kw["guidance"] = self._per_row(w, reps) if isinstance(w, torch.Tensor) else w
+        self.rows_run += n
+        with step_scope(self.inspector, step=step, timestep=at), self.precision.autocast(self.device.type):
+            out = self.model(xin, tt, text, self.stride, cond, mask, **kw).float()
+        if two:
             c_out, u_out = out.chunk(2)
-            out = u_out + self.guidance * (c_out - u_out)
+            w = self.guidance
+            if isinstance(w, torch.Tensor):
+                w = self._per_row(w, 1).view(-1, *([1] * (out.dim() - 1)))
+            out = u_out + w * (c_out - u_out)
         if len(self.windows) == 1:
             return out
         b = self.b

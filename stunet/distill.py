@@ -48,11 +48,14 @@ from tqdm import tqdm
 from .checkpoint import SamplingDefaults, load_pretrained, save_pretrained
 from .defaults import GUIDANCE, PRECISION, PRECISIONS
 from .diffusion import alphas_cumprod, expand, make_scheduler
+from .conditioning import Conditioning
+from .denoiser import Denoiser, model_device
 from .model import STUNet
 from .precision import Precision
 from .precision import resolve as resolve_precision
 from .shapes.data import video_batch
-from .text import Tokenizer, TextEncoding
+from .sampling import sample_loop
+from .text import Tokenizer
 from .training_loop import (JsonLog, LoopConfig, Optimisation, OptimConfig, add_optimisation_args, fit,
                             precision_record, resume_into, save_state)
 
@@ -99,18 +102,6 @@ def ddim_x0_target(ac: torch.Tensor, x_t, x_s, t: torch.Tensor, s: torch.Tensor)
 
 
 # ---------------------------------------------------------------------------- 1. teacher trajectories
-def _guided(model: STUNet, x, t: int, text: TextEncoding, uncond: TextEncoding, stride, cond, mask,
-            w: torch.Tensor, autocast) -> torch.Tensor:
-    """Classifier-free guidance with a scale per clip: one batched call, conditional rows first."""
-    b = x.shape[0]
-    tt = torch.full((2 * b,), t, dtype=torch.long)
-    with autocast:
-        out = model(torch.cat([x, x]), tt, TextEncoding.cat([text, uncond]), stride,
-                    torch.cat([cond, cond]), torch.cat([mask, mask])).float()
-    c, u = out.chunk(2)
-    return u + expand(w, c) * (c - u)
-
-
 @torch.no_grad()
 def teacher_shard(model: STUNet, tok: Tokenizer, rng: np.random.Generator, *, batch: int, student: list[int],
                   sub: int, precision: Precision, guidance_range=(1.0, 6.0), default_share: float = 0.5) -> dict:
@@ -122,20 +113,21 @@ def teacher_shard(model: STUNet, tok: Tokenizer, rng: np.random.Generator, *, ba
     w = np.where(rng.random(batch) < default_share, GUIDANCE, rng.uniform(*guidance_range, batch))
     w = torch.tensor(w, dtype=torch.float32)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    text = model.encode_text(b.ids)
-    uncond = model.encode_text(tok.batch([""])[0].expand(batch, -1))
+    dev = model_device(model)
+    text = model.encode_text(b.ids.to(dev))
+    uncond = model.encode_text(tok.batch([""])[0].to(dev).expand(batch, -1))
     grid = teacher_timesteps(student, sub)
     sched = make_scheduler(cfg, "dpm++")
     sched.set_timesteps(timesteps=grid)
     x = torch.randn(b.x0.shape, generator=gen) * sched.init_noise_sigma
-    stride = int(b.stride[0])
-    autocast = precision.autocast("cpu")
-    states = []
-    for k, t in enumerate(grid):
-        if k % sub == 0:
-            states.append(x.clone())
-        pred = _guided(model, x, t, text, uncond, stride, cond, mask, w, autocast)
-        x = sched.step(pred, t, x).prev_sample
+    # the library's own guided calls (per-clip scales) and loop, on the teacher's device
+    den = Denoiser(model, Conditioning(text, uncond, stride=int(b.stride[0]), cond=cond.to(dev), mask=mask.to(dev)),
+                   frames=b.x0.shape[2], guidance=w, precision=precision)
+    states = [x.clone()]
+    for out in sample_loop(den, x.to(dev), sched, grid, config=cfg):
+        if (out.step + 1) % sub == 0 and out.step + 1 < len(grid):
+            states.append(out.sample.cpu().clone())
+        x = out.sample.cpu()
     states.append(x.clamp(-1, 1))
     return {"states": torch.stack(states, 1).contiguous(),           # b (N+1) c t h w, float32
             "ids": b.ids, "stride": b.stride.long(), "guidance": w,

@@ -37,6 +37,8 @@ from .checkpoint import load_pretrained, read_sampling, save_pretrained
 from .defaults import GUIDANCE, PRECISION, PRECISIONS
 from .diffusion import add_noise, alphas_cumprod, expand, make_scheduler
 from .distill import student_from_teacher
+from .conditioning import Conditioning
+from .denoiser import Denoiser
 from .model import STUNet
 from .precision import Precision
 from .precision import resolve as resolve_precision
@@ -105,17 +107,15 @@ def draw_timesteps(cfg, n: int, gen: torch.Generator, visited: torch.Tensor, sol
 
 
 @torch.no_grad()
-def guided_target(teacher: STUNet, x_t, t, text, uncond, stride, cond, mask, w: torch.Tensor, autocast):
-    """The teacher's classifier-free-guided prediction, one batched call (conditional rows first), fp32."""
-    with autocast:
-        out = teacher(torch.cat([x_t, x_t]), torch.cat([t, t]), type(text).cat([text, uncond]), stride,
-                      torch.cat([cond, cond]), torch.cat([mask, mask])).float()
-    c, u = out.chunk(2)
-    return u + expand(w, c) * (c - u)
+def guided_target(teacher: STUNet, x_t, t, conditioning: Conditioning, w: torch.Tensor, precision) -> torch.Tensor:
+    """The teacher's classifier-free-guided prediction at per-clip timesteps ``t`` and scales ``w``, fp32:
+    the library's own ``Denoiser`` (one batched call, conditional rows first)."""
+    den = Denoiser(teacher, conditioning, frames=x_t.shape[2], guidance=w, precision=precision)
+    return den(x_t, t)
 
 
 def make_rows(teacher: STUNet, tok: Tokenizer, rc: GuidanceDistillConfig, rng: np.random.Generator,
-              gen: torch.Generator, visited: torch.Tensor, autocast) -> dict:
+              gen: torch.Generator, visited: torch.Tensor, precision) -> dict:
     """One batch: noisy clips, their conditioning, scales and the teacher's guided targets."""
     from .train import make_condition
     cfg, dev = teacher.config, next(teacher.parameters()).device
@@ -132,7 +132,8 @@ def make_rows(teacher: STUNet, tok: Tokenizer, rc: GuidanceDistillConfig, rng: n
     stride = int(b.stride[0])
     text = teacher.encode_text(b.ids.to(dev))
     uncond = teacher.encode_text(tok.batch([""])[0].to(dev).expand(n, -1))
-    target = guided_target(teacher, x_t, t, text, uncond, stride, cond, mask, w, autocast)
+    target = guided_target(teacher, x_t, t, Conditioning(text, uncond, stride=stride, cond=cond, mask=mask), w,
+                           precision)
     return {"x_t": x_t, "t": t, "ids": b.ids.to(dev), "stride": stride, "cond": cond, "mask": mask, "w": w,
             "target": target}
 
@@ -146,11 +147,11 @@ def student_loss(student: STUNet, rows: dict, autocast, per_row: bool = False) -
     return err.flatten(1).mean(1) if per_row else err.mean()
 
 
-def validation_rows(teacher, tok, rc, visited, autocast, batches: int = 4) -> list[dict]:
+def validation_rows(teacher, tok, rc, visited, precision, batches: int = 4) -> list[dict]:
     """Fixed held-out rows (their own seed): the same every evaluation, so losses compare across steps."""
     rng = np.random.default_rng([rc.seed, 99991])
     gen = torch.Generator().manual_seed(rc.seed + 99991)
-    return [make_rows(teacher, tok, rc, rng, gen, visited, autocast) for _ in range(batches)]
+    return [make_rows(teacher, tok, rc, rng, gen, visited, precision) for _ in range(batches)]
 
 
 @torch.no_grad()
@@ -177,14 +178,14 @@ def train(teacher: STUNet, tok: Tokenizer, rc: GuidanceDistillConfig, precision:
     ema = optim.ema.eval()
     autocast = precision.autocast(device.type)
     visited = solver_timesteps(teacher.config)
-    held = validation_rows(teacher, tok, rc, visited, autocast)
+    held = validation_rows(teacher, tok, rc, visited, precision)
     rng = np.random.default_rng([rc.seed, step, 13])
     gen = torch.Generator().manual_seed(rc.seed * 1_000_003 + step)
     if step == 0:
         log({"step": 0, "val_loss": validation_loss(ema, held, autocast)})
 
     def loss_at(k: int):
-        return student_loss(student, make_rows(teacher, tok, rc, rng, gen, visited, autocast), autocast), {}
+        return student_loss(student, make_rows(teacher, tok, rc, rng, gen, visited, precision), autocast), {}
 
     def validate_and_save(k: int):
         log({"step": k, "val_loss": validation_loss(ema, held, autocast)})

@@ -24,11 +24,12 @@ import numpy as np
 import torch
 
 from .checkpoint import load_pretrained, read_sampling
-from .defaults import SAMPLERS, SamplingDefaults
-from .denoiser import model_device
+from .defaults import SAMPLERS, SamplingDefaults, parse_interval
+from .conditioning import Conditioning
+from .denoiser import Denoiser, model_device
 from .model import STUNet
 from .precision import Precision, resolve
-from .sampling import StepOutput, iter_sample
+from .sampling import StepOutput, denoise
 from .text import Encoded, Tokenizer
 from .video import from_uint8, to_uint8
 
@@ -46,9 +47,19 @@ class Settings:
     sampler: str | None = None
     stride: int = 1
     overlap: int | None = None          # MultiDiffusion overlap (frames) when frames > window
+    guidance_interval: tuple[int, int] | None = None    # timesteps guided (lo, hi); None: the model's own
+
+    def __post_init__(self):
+        object.__setattr__(self, "guidance_interval", parse_interval(self.guidance_interval))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict; an unset guidance interval is left out (settings files stay as they were)."""
+        d = asdict(self)
+        if d["guidance_interval"] is None:
+            del d["guidance_interval"]
+        else:
+            d["guidance_interval"] = list(d["guidance_interval"])
+        return d
 
 
 @dataclass
@@ -103,11 +114,13 @@ class Pipeline:
         return bool(self.config.guidance_embedding)
 
     def complete(self, s: Settings) -> Settings:
-        """``s`` with unset steps / guidance / sampler taken from the model's defaults."""
+        """``s`` with unset steps / guidance / sampler / guidance interval taken from the model's defaults."""
         d = self.defaults
         return replace(s, steps=d.steps if s.steps is None else s.steps,
                        guidance=d.guidance if s.guidance is None else s.guidance,
-                       sampler=d.sampler if s.sampler is None else s.sampler)
+                       sampler=d.sampler if s.sampler is None else s.sampler,
+                       guidance_interval=(d.guidance_interval if s.guidance_interval is None
+                                          else s.guidance_interval))
 
     def validate(self, s: Settings) -> None:
         cfg = self.config
@@ -122,12 +135,15 @@ class Pipeline:
     @torch.no_grad()
     def iter_batch(self, prompts: Sequence[str], *, generator: torch.Generator, steps: int | None = None,
                    guidance: float | None = None, sampler: str | None = None, frames: int | None = None, stride: int = 1,
-                   overlap: int | None = None, cond: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                   guidance_interval: tuple[int, int] | None = None, overlap: int | None = None,
+                   cond: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                    init: torch.Tensor | None = None, strength: float = 1.0,    # SDEdit: as sampling.iter_sample
                    inspector=None, callback: Callable[[StepOutput], None] | None = None) -> Iterator[StepOutput]:
         """Denoising steps of one clip per prompt (b = len(prompts)); the last StepOutput's sample is the batch.
-        steps / guidance / sampler None: the model's defaults."""
+        steps / guidance / sampler / guidance_interval None: the model's defaults."""
         steps = self.defaults.steps if steps is None else steps
+        if guidance_interval is None:
+            guidance_interval = self.defaults.guidance_interval
         guidance = self.defaults.guidance if guidance is None else guidance
         sampler = self.defaults.sampler if sampler is None else sampler
         ids, _ = self.tokenizer.batch(list(prompts))
@@ -135,10 +151,12 @@ class Pipeline:
         uncond = None
         if guidance != 1.0 and not self.distilled:
             uncond = self.model.encode_text(self._uncond_ids.to(self.device).expand(len(prompts), -1))
-        yield from iter_sample(self.model, text, uncond, generator=generator, steps=steps, guidance=guidance,
-                               sampler=sampler, frames=frames or self.config.frames, stride=stride, cond=cond,
-                               mask=mask, init=init, strength=strength, overlap=overlap, precision=self.precision,
-                               inspector=inspector, callback=callback)
+        conditioning = Conditioning(text, uncond, stride=stride, cond=cond, mask=mask, overlap=overlap)
+        frames = frames or (init.shape[2] if init is not None else self.config.frames)
+        den = Denoiser(self.model, conditioning, frames=frames, guidance=guidance, interval=guidance_interval,
+                       precision=self.precision, inspector=inspector)
+        yield from denoise(den, generator=generator, steps=steps, sampler=sampler, init=init, strength=strength,
+                           callback=callback)
 
     def sample_batch(self, prompts: Sequence[str], *, generator: torch.Generator, **kw) -> np.ndarray:
         """One clip per prompt: (b, t, h, w, 3) uint8. Keyword arguments as ``iter_batch``."""
@@ -164,7 +182,8 @@ class Pipeline:
             mask = torch.zeros(1, 1, s.frames, cfg.height, cfg.width)
             mask[:, :, 0] = 1
         yield from self.iter_batch([s.prompt], generator=gen, steps=s.steps, guidance=s.guidance,
-                                   sampler=s.sampler, frames=s.frames, stride=s.stride, overlap=s.overlap,
+                                   sampler=s.sampler, guidance_interval=s.guidance_interval, frames=s.frames,
+                                   stride=s.stride, overlap=s.overlap,
                                    cond=cond, mask=mask, inspector=inspector)
 
     def __call__(self, s: Settings, first_frame: np.ndarray | None = None, inspector=None,

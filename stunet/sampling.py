@@ -7,7 +7,9 @@ EDM's ``edm_sampler``).
   DPM-Solver++ 2M), one fresh scheduler per run (they are stateful).
 * ``denoiser.Denoiser`` owns calling the model: conditioning, classifier-free guidance,
   temporal MultiDiffusion windows, precision, device.
-* ``iter_sample`` / ``sample``: the whole run from text encodings (noise from the given
+* ``denoise(denoiser, generator=...)``: the whole run over a built ``Denoiser`` (``Pipeline`` builds
+  its ``conditioning.Conditioning`` and ``Denoiser`` once per request and calls this);
+* ``iter_sample`` / ``sample``: the same from text encodings (noise from the given
   ``torch.Generator`` only, no global RNG; SDEdit with ``init`` + ``strength``: noise an input
   clip part-way and denoise it). An ``Inspector`` passed in is told of every model call by the
   denoiser and records x0-hat through the loop's callback.
@@ -24,13 +26,14 @@ from typing import Callable, Iterator
 import torch
 
 from .defaults import GUIDANCE, SAMPLER, STEPS
-from .denoiser import Denoiser, model_device, temporal_windows
+from .conditioning import Conditioning
+from .denoiser import Denoiser, temporal_windows
 from .diffusion import make_scheduler, predict_x0
 from .model import STUNet
 from .precision import Precision
 from .text import TextEncoding
 
-__all__ = ["StepOutput", "sample_loop", "iter_sample", "sample", "temporal_windows"]
+__all__ = ["StepOutput", "sample_loop", "denoise", "iter_sample", "sample", "temporal_windows"]
 
 
 @dataclass
@@ -65,45 +68,33 @@ def sample_loop(denoiser: Callable[[torch.Tensor, int, int], torch.Tensor], x: t
 
 
 @torch.no_grad()
-def iter_sample(model: STUNet, text: TextEncoding, uncond: TextEncoding | None, *,
-                generator: torch.Generator, steps: int = STEPS, guidance: float = GUIDANCE, sampler: str = SAMPLER,
-                frames: int | None = None, stride: int = 1, cond: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, init: torch.Tensor | None = None, strength: float = 1.0,
-                window: int | None = None, overlap: int | None = None, precision: Precision | str | None = None,
-                inspector=None, callback: Callable[[StepOutput], None] | None = None) -> Iterator[StepOutput]:
-    """Denoise a batch of clips; yields after every step.
-
-    text / uncond: encodings of the prompts and of the empty prompt (b rows each, on the model's
-    device; uncond may be None when guidance == 1). cond, mask: b c t h w / b 1 t h w.
-    init: b c t h w in [-1, 1] for SDEdit. precision: "auto" / "fp32" / "bf16" / a ``Precision``
-    (None: $STUNET_PRECISION or auto). inspector: an active ``stunet.inspection.Inspector``; it
-    records this call's forward passes only.
-    """
-    cfg = model.config
-    device = model_device(model)
-    frames = frames or (init.shape[2] if init is not None else cfg.frames)
+def denoise(den: Denoiser, *, generator: torch.Generator, steps: int = STEPS, sampler: str = SAMPLER,
+            init: torch.Tensor | None = None, strength: float = 1.0,
+            callback: Callable[[StepOutput], None] | None = None) -> Iterator[StepOutput]:
+    """The run over a built ``Denoiser``: a fresh solver, the starting noise (from ``generator`` only; with
+    ``init`` + ``strength`` < 1, SDEdit: ``init`` noised part-way), then ``sample_loop``; yields after every
+    step. The denoiser's inspector (if any) records x0-hat through the loop's callback, then ``callback``."""
+    cfg = den.config
     if not 1 <= steps <= 1000:
         raise ValueError("steps must be in [1, 1000]")
     if not 0.0 < strength <= 1.0:
         raise ValueError("strength must be in (0, 1]")
-    den = Denoiser(model, text, uncond, frames=frames, guidance=guidance, stride=stride, cond=cond, mask=mask,
-                   window=window, overlap=overlap, precision=precision, inspector=inspector)
     if init is not None and tuple(init.shape) != den.shape:
         raise ValueError(f"init must have shape {den.shape}, got {tuple(init.shape)}")
-
     sched = make_scheduler(cfg, sampler)
-    sched.set_timesteps(steps, device=device)
+    sched.set_timesteps(steps, device=den.device)
     timesteps = sched.timesteps
-    noise = torch.randn(den.shape, generator=generator, device=generator.device).to(device)
+    noise = torch.randn(den.shape, generator=generator, device=generator.device).to(den.device)
     start = 0
     if init is not None and strength < 1.0:
         start = steps - max(1, int(round(steps * strength)))
         if hasattr(sched, "set_begin_index"):
             sched.set_begin_index(start)
-        x = sched.add_noise(init.float().to(device), noise, timesteps[start:start + 1])
+        x = sched.add_noise(init.float().to(den.device), noise, timesteps[start:start + 1])
     else:
         x = noise * sched.init_noise_sigma
 
+    inspector = den.inspector
     callbacks = [c for c in (inspector.on_step if inspector is not None else None, callback) if c is not None]
 
     def report(out: StepOutput) -> None:
@@ -112,6 +103,32 @@ def iter_sample(model: STUNet, text: TextEncoding, uncond: TextEncoding | None, 
 
     yield from sample_loop(den, x, sched, timesteps[start:], config=cfg, generator=generator,
                            callback=report if callbacks else None)
+
+
+def iter_sample(model: STUNet, text: TextEncoding, uncond: TextEncoding | None, *,
+                generator: torch.Generator, steps: int = STEPS, guidance: float = GUIDANCE, sampler: str = SAMPLER,
+                guidance_interval: tuple[int, int] | None = None, frames: int | None = None, stride: int = 1,
+                cond: torch.Tensor | None = None, mask: torch.Tensor | None = None, init: torch.Tensor | None = None,
+                strength: float = 1.0, window: int | None = None, overlap: int | None = None,
+                precision: Precision | str | None = None, inspector=None,
+                callback: Callable[[StepOutput], None] | None = None) -> Iterator[StepOutput]:
+    """Denoise a batch of clips from text encodings; yields after every step (``Pipeline`` builds the
+    ``Conditioning`` and ``Denoiser`` itself and calls ``denoise``; this is the same for callers holding
+    encodings).
+
+    text / uncond: encodings of the prompts and of the empty prompt (b rows each, on the model's
+    device; uncond may be None when guidance == 1). cond, mask: b c t h w / b 1 t h w.
+    init: b c t h w in [-1, 1] for SDEdit. precision: "auto" / "fp32" / "bf16" / a ``Precision``
+    (None: $STUNET_PRECISION or auto). inspector: an active ``stunet.inspection.Inspector``; it
+    records this call's forward passes only. guidance_interval: (lo, hi) diffusion timesteps where
+    guidance applies (``Denoiser``); None: every step.
+    """
+    frames = frames or (init.shape[2] if init is not None else model.config.frames)
+    c = Conditioning(text, uncond, stride=stride, cond=cond, mask=mask, window=window, overlap=overlap)
+    den = Denoiser(model, c, frames=frames, guidance=guidance, interval=guidance_interval, precision=precision,
+                   inspector=inspector)
+    yield from denoise(den, generator=generator, steps=steps, sampler=sampler, init=init, strength=strength,
+                       callback=callback)
 
 
 def sample(model: STUNet, text: TextEncoding, uncond: TextEncoding | None, **kw) -> torch.Tensor:

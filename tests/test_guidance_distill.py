@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from stunet import guidance_distill as gd
+from stunet.conditioning import Conditioning
 from stunet.denoiser import Denoiser
 from stunet.distill import student_from_teacher
 from stunet.precision import Precision
@@ -18,7 +19,7 @@ def _rows(teacher, tok, seed=0, batch=2):
     rc = gd.GuidanceDistillConfig(batch=batch)
     visited = gd.solver_timesteps(teacher.config, steps=range(3, 6))
     rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
-    return gd.make_rows(teacher, tok, rc, rng, gen, visited, FP32.autocast("cpu"))
+    return gd.make_rows(teacher, tok, rc, rng, gen, visited, FP32)
 
 
 def test_student_at_init_is_the_teachers_conditional_branch_exactly(tiny_tokenizer):
@@ -74,7 +75,7 @@ def test_one_guided_step_of_the_student_is_one_forward_of_one_row(tiny_model, ti
             ids, _ = tiny_tokenizer.batch(["a red circle moving right"])
             text = model.encode_text(ids)
             uncond = model.encode_text(tiny_tokenizer.batch([""])[0])
-            den = Denoiser(model, text, uncond, frames=8, guidance=3.0, precision="fp32")
+            den = Denoiser(model, Conditioning(text, uncond), frames=8, guidance=3.0, precision="fp32")
             x = torch.randn(den.shape, generator=torch.Generator().manual_seed(0))
             den(x, 500, 0)
         finally:

@@ -1,4 +1,5 @@
-"""The layers stay one-way: no import cycle among the modules of ``stunet`` and ``demo``.
+"""The layers stay one-way: no import cycle among the modules of ``stunet`` and ``demo``, and no module importing
+one of a layer above its own (the layers of docs/architecture.md: ``LAYERS`` and ``MAY_IMPORT`` below).
 
 The graph is read from the source (``ast``), not by importing it. Every ``import`` statement counts,
 at module level and inside functions alike: a function-level import still runs and still binds two
@@ -109,3 +110,50 @@ def test_find_cycle_finds_one():
 def test_no_import_cycle_in_stunet_or_demo():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+# ---------------------------------------------------------------------------- the layers (docs/architecture.md)
+# Each module's layer; a module may import its own layer and the layers listed for it, never one above.
+LAYERS = {
+    "core": ["stunet.layers", "stunet.config", "stunet.defaults", "stunet.text", "stunet.model", "stunet.diffusion",
+             "stunet.checkpoint", "stunet.video", "stunet.device", "stunet.precision"],
+    "inside": ["stunet.analysis", "stunet.inspection"],
+    "sampling": ["stunet", "stunet.conditioning", "stunet.denoiser", "stunet.sampling", "stunet.pipeline",
+                 "stunet.editing", "stunet.video_decode", "stunet.cascade", "stunet.cascade.config",
+                 "stunet.cascade.checkpoint", "stunet.cascade.pipeline"],
+    "world": ["stunet.shapes.*"],
+    "instruments": ["stunet.interventions", "stunet.tracking", "stunet.attention_summary", "stunet.ablate"],
+    "training": ["stunet.training_loop", "stunet.flops", "stunet.train", "stunet.distill", "stunet.guidance_distill",
+                 "stunet.cascade.train", "stunet.cascade.testing", "stunet.stylize"],
+    "tools": ["stunet.cli", "stunet.__main__", "stunet.space", "stunet.space_rules"],
+    "studio": ["demo", "demo.*"],
+}
+MAY_IMPORT = {
+    "core": set(),
+    "inside": {"core"},
+    "sampling": {"core", "inside"},
+    "world": {"core", "inside", "sampling"},
+    "instruments": {"core", "inside", "sampling", "world"},
+    "training": {"core", "inside", "sampling", "world"},
+    "tools": {"core", "inside", "sampling", "world", "instruments", "training"},
+    "studio": {"core", "inside", "sampling", "world", "instruments"},
+}
+
+
+def layer_of(module: str) -> str | None:
+    for layer, names in LAYERS.items():
+        for n in names:
+            if module == n or (n.endswith(".*") and (module == n[:-2] or module.startswith(n[:-1]))):
+                return layer
+    return None
+
+
+def test_every_module_has_a_layer():
+    """A new module is placed in docs/architecture.md's layers (and here) when it is added."""
+    assert [m for m in import_graph() if layer_of(m) is None] == []
+
+
+def test_layers_import_only_downwards():
+    bad = [f"{m} ({layer_of(m)}) -> {t} ({layer_of(t)})" for m, targets in import_graph().items() for t in targets
+           if layer_of(t) not in MAY_IMPORT.get(layer_of(m), set()) | {layer_of(m)}]
+    assert bad == [], "imports against the layering (docs/architecture.md):\n" + "\n".join(bad)

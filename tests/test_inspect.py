@@ -122,3 +122,18 @@ def test_modules_called_with_keywords_are_recorded(tiny_model):
     names = [n for k, n, _ in hooked_modules(tiny_model) if k == "temporal"]
     assert names == [n for n, _ in layer_names(tiny_model)[0]] == [n for n, _ in layer_names(tiny_model.config)[0]]
     assert [n for k, n, _ in hooked_modules(tiny_model) if k == "cross"] == layer_names(tiny_model)[1]
+
+
+@pytest.mark.parametrize("name", ["tiny", "shapes", "vdm"])
+def test_layer_names_from_config_match_the_modules(name):
+    """The studio lists layers from the config (before the weights load): the same as the built model's."""
+    from stunet.config import preset
+    from stunet.inspection import layer_names, named_levels
+    from stunet.model import STUNet
+    model = STUNet(preset(name))
+    temporal, cross = [], []
+    for level, module in named_levels(model):
+        for bi, blk in enumerate(module.blocks):
+            temporal += [(f"{level}.{bi}.{ai}", attn.heads) for ai, attn in enumerate(blk.temporal_attn)]
+            cross += [f"{level}.{bi}"] if blk.cross is not None else []
+    assert layer_names(model.config) == layer_names(model) == (temporal, cross)

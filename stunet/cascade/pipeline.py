@@ -117,6 +117,8 @@ class CascadePipeline:
             raise ValueError(f"sampler must be one of {SAMPLERS}")
         if not isinstance(s.steps, int) or not 1 <= s.steps <= 1000:
             raise ValueError("steps must be in [1, 1000]")
+        if s.guidance_interval is not None:
+            raise ValueError("the cascade baseline guides every step; a guidance interval is not supported")
         why = (f"the cascade makes {c.frames}-frame clips at stride 1 only ({c.keyframes} keyframes at stride "
                f"{c.keyframe_stride}, then temporal super-resolution between them)")
         if s.stride != 1:

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..defaults import GUIDANCE, PRECISIONS, SAMPLER, SAMPLERS, STEPS
+from ..defaults import GUIDANCE, PRECISIONS, SAMPLER, SAMPLERS, STEPS, parse_interval
 from . import world
 from .metrics import ClipScore, evaluate_clip
 from .periodic import KEYFRAME_STRIDE, NYQUIST, RATE_TOLERANCE, format_periodic_table, periodic_report
@@ -53,7 +53,7 @@ def world_clips(prompts: Sequence[str], seeds, frames: int, size: int, stride: i
 
 def model_clips(model, tokenizer, prompts: Sequence[str], seeds, *, steps: int = STEPS, guidance: float = GUIDANCE,
                 sampler: str = SAMPLER, frames: int | None = None, stride: int = 1, batch_size: int = 8,
-                precision=None, progress: Callable[[str], None] | None = None):
+                precision=None, progress: Callable[[str], None] | None = None, guidance_interval=None):
     """Generate one clip per (prompt, seed), ``batch_size`` prompts at a time: [(prompt, seed, video)].
 
     Through ``Pipeline.sample_batch``, the same batched path as everything else; each batch has its
@@ -73,7 +73,8 @@ def model_clips(model, tokenizer, prompts: Sequence[str], seeds, *, steps: int =
             chunk = jobs[start:start + batch_size]
             gen = batch_generator(chunk[0][1], start)
             videos = pipe.sample_batch([p for p, _ in chunk], generator=gen, steps=steps, guidance=guidance,
-                                       sampler=sampler, frames=frames, stride=stride)
+                                       sampler=sampler, frames=frames, stride=stride,
+                                       guidance_interval=guidance_interval)
             for (p, s), video in zip(chunk, videos):
                 out.append((p, s, video))
             if progress:
@@ -128,7 +129,8 @@ def _verdicts(model: dict | None, ceiling: dict | None) -> dict:
 def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = None, seeds=DEFAULT_SEEDS,
                    steps: int = STEPS, guidance: float = GUIDANCE, sampler: str = SAMPLER, *, frames: int | None = None,
                    size: int | None = None, stride: int = 1, batch_size: int = 8, ceiling: bool = True,
-                   keep_clips: bool = False, precision=None, progress: Callable[[str], None] | None = None) -> dict:
+                   keep_clips: bool = False, precision=None, progress: Callable[[str], None] | None = None,
+                   guidance_interval: tuple[int, int] | None = None) -> dict:
     """Evaluate a model (a ``STUNet`` with its tokenizer, or a ``Pipeline``) and/or the world ceiling.
 
     ``model=None`` scores only the world's clips (``frames`` and ``size`` then default to 32).
@@ -155,6 +157,8 @@ def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = N
                            "batch_size": batch_size},
               "prompts": prompts, "targets": dict(TARGETS), "max_gap": MAX_GAP,
               "model": None, "ceiling": None, "clips": {}, "periodic": {}, "seconds": {}}
+    if guidance_interval is not None:                   # recorded only when set: older runs stay pairable
+        result["settings"]["guidance_interval"] = list(guidance_interval)
     videos = {}
     if model is not None:
         t0 = time.perf_counter()
@@ -162,7 +166,8 @@ def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = N
         prec = precision if isinstance(precision, Precision) else resolve(precision)
         result["settings"].update(prec.to_dict())
         clips = model_clips(model, tokenizer, prompts, seeds, steps=steps, guidance=guidance, sampler=sampler,
-                            frames=frames, stride=stride, batch_size=batch_size, precision=prec, progress=progress)
+                            frames=frames, stride=stride, batch_size=batch_size, precision=prec, progress=progress,
+                            guidance_interval=guidance_interval)
         result["seconds"]["generate"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         scored = score_clips(clips, stride)
@@ -220,6 +225,7 @@ def format_table(result: dict) -> str:
     lines.append("")
     lines.append(f"{s['prompts']} prompts x {len(s['seeds'])} seeds, {s['frames']} frames of {s['size']}x{s['size']} "
                  f"at stride {s['stride']}; {s['sampler']}, {s['steps']} steps, guidance {s['guidance']}"
+                 f"{' at timesteps {}-{}'.format(*s['guidance_interval']) if s.get('guidance_interval') else ''}"
                  f"{', ' + s['precision'] if s.get('precision') else ''}. "
                  f"Pass: at least the target and within {MAX_GAP:.0f} points of the ceiling (the world's own "
                  f"clips for the same prompts).")
@@ -247,6 +253,9 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=None, help=f"default: the model's own ({STEPS} for the full model)")
     p.add_argument("--guidance", type=float, default=None, help=f"default: the model's own ({GUIDANCE:g})")
     p.add_argument("--sampler", default=None, choices=SAMPLERS, help=f"default: the model's own ({SAMPLER})")
+    p.add_argument("--guidance-interval", metavar="LO,HI", default=None,
+                   help="guide only at diffusion timesteps LO..HI, other steps one row (default: the model's own; "
+                        "'all': every step)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="compute precision (default: $STUNET_PRECISION, else auto: bf16 only where measured faster)")
     p.add_argument("--prompts", help="file with one caption per line (default: the fixed prompt set)")
@@ -279,6 +288,10 @@ def main(argv=None) -> int:
         args.steps = d_sampling.steps if args.steps is None else args.steps
         args.guidance = d_sampling.guidance if args.guidance is None else args.guidance
         args.sampler = d_sampling.sampler if args.sampler is None else args.sampler
+        args.guidance_interval = (d_sampling.guidance_interval if args.guidance_interval is None
+                                  else parse_interval(args.guidance_interval))
+        if args.guidance_interval == (0, 999):
+            args.guidance_interval = None                       # every step: the plain guided run
         if args.seeds < 1 or args.steps < 1 or args.batch < 1:
             raise ValueError("--seeds, --steps and --batch must be >= 1")
         if args.first_seed < 0:
@@ -308,7 +321,7 @@ def main(argv=None) -> int:
             frames, size = frames or cfg.frames, cfg.height
         result = evaluate_model(model, tokenizer, prompts, seeds, args.steps, args.guidance, args.sampler,
                                 frames=frames, size=size, stride=args.stride, batch_size=args.batch,
-                                precision=args.precision, progress=log)
+                                precision=args.precision, progress=log, guidance_interval=args.guidance_interval)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -7,6 +7,11 @@ angle. Everything is deterministic by seed. Time is measured in *base frames*: a
 drawn at stride s shows base frames 0, s, 2s, ... (the model is told s), so the same
 motion seen at stride 4 is what a keyframe model would generate.
 
+An object is drawn in one of ``STYLES``: ``flat`` (the default: one flat colour, the world the
+shipped model was trained on), ``outline`` (hollow), ``gradient`` (full colour at the centre, half
+as bright at the outline) or ``stripes`` (bands of full and dark colour that turn with the object).
+The caption is the same in every style (``STYLE_WORDS``, ``styled_caption``).
+
 Speeds are chosen so that "quickly spinning" turns a square by 60 degrees per 4 base
 frames (past its 45-degree symmetry half-period: keyframes every 4th frame cannot tell
 the direction; Lumiere figure 2) and "quickly bouncing" has a 10-frame period.
@@ -41,6 +46,19 @@ BASE_SPAN = 32                                                      # base frame
 
 # Circumradius range of objects at 32 px (triangles and squares keep their corners inside).
 RADIUS = (6.0, 8.0)
+
+# Rendering styles (issue 33: appearance that lives in the spatial weights). The caption does not change
+# with the style: the words in STYLE_WORDS are *not* in VOCABULARY (the shipped model's tokenizer has no
+# ids trained for them), so a style is asked for by the weights, never by the prompt; ``styled_caption``
+# names it for people (file names, tables). Every style keeps the object one connected component of one
+# hue on black, centred where the flat one is, so the world's detectors (``metrics``, ``periodic``) read
+# its motion as they read a flat one's; ``style_detect`` tells the styles apart.
+STYLES = ("flat", "outline", "gradient", "stripes")
+STYLE_WORDS = {"flat": "flat", "outline": "outlined", "gradient": "shaded", "stripes": "striped"}
+OUTLINE_INNER = 0.45        # outline: the hole is the same shape at this fraction of the circumradius
+GRADIENT_RIM = 0.5          # gradient: brightness at the circumradius (centre 1), falling as (distance / r)^2
+STRIPE_PERIOD = 4.0         # stripes: px (of a 32-pixel frame) per bright + dark pair of bands
+STRIPE_DARK = 0.45          # stripes: brightness of the dark bands
 
 
 @dataclass(frozen=True)
@@ -89,6 +107,21 @@ def parse_caption(caption: str) -> ClipSpec:
     return ClipSpec(color, shape, motion, speed)
 
 
+def check_style(style: str) -> str:
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; styles: {', '.join(STYLES)}")
+    return style
+
+
+def styled_caption(caption: str, style: str) -> str:
+    """The caption with the style's word before the shape ("a red outlined circle moving left"); a flat
+    clip's caption is its own. For people only: the model's prompt is the caption without the word."""
+    if check_style(style) == "flat":
+        return caption
+    words = caption.split()
+    return " ".join(words[:2] + [STYLE_WORDS[style]] + words[2:])
+
+
 @dataclass
 class Clip:
     video: np.ndarray                 # uint8, t h w 3
@@ -99,15 +132,20 @@ class Clip:
     y: np.ndarray = field(repr=False)
     radius: np.ndarray = field(repr=False)
     angle: np.ndarray = field(repr=False)   # degrees, clockwise on screen
+    style: str = "flat"               # how the object is drawn (STYLES); the caption does not say it
 
     @property
     def caption(self) -> str:
         return self.spec.caption
 
+    @property
+    def styled_caption(self) -> str:
+        return styled_caption(self.caption, self.style)
+
     def metadata(self) -> dict:
         return {"caption": self.caption, "color": self.spec.color, "shape": self.spec.shape,
                 "motion": self.spec.motion, "speed": self.spec.speed, "stride": self.stride,
-                "period": self.spec.period,
+                "period": self.spec.period, "style": self.style,
                 "frames": [{"x": float(a), "y": float(b), "radius": float(r), "angle": float(g)}
                            for a, b, r, g in zip(self.x, self.y, self.radius, self.angle)]}
 
@@ -148,15 +186,57 @@ def _shape_mask(shape: str, px, py, cx, cy, r, angle_deg):
     raise ValueError(shape)
 
 
-def render(shape: str, color, x, y, radius, angle, height: int, width: int, supersample: int = 4) -> np.ndarray:
-    """Anti-aliased frames (t h w 3, uint8) of one object on black; per-frame params are arrays (t,)."""
+def _gauge(shape: str, dx, dy, r, angle_deg):
+    """How far out a point lies, as the scale of the shape (same centre and angle) whose outline passes
+    through it: 0 at the centre, 1 on the object's own outline (``_shape_mask`` is gauge <= 1)."""
+    if shape == "circle":
+        return np.sqrt(dx * dx + dy * dy) / r
+    a = np.deg2rad(angle_deg)
+    ca, sa = np.cos(a), np.sin(a)
+    u, v = ca * dx + sa * dy, -sa * dx + ca * dy
+    if shape == "square":
+        return np.maximum(np.abs(u), np.abs(v)) / (r / math.sqrt(2.0))
+    if shape == "triangle":
+        g = None
+        for k in range(3):
+            th = np.deg2rad(90.0 + 120.0 * k)
+            d = (u * math.cos(th) + v * math.sin(th)) / (r / 2.0)
+            g = d if g is None else np.maximum(g, d)
+        return g
+    raise ValueError(shape)
+
+
+def _style_weight(style: str, shape: str, px, py, cx, cy, r, angle_deg, k: float):
+    """Brightness (0..1) of the object's sample points in ``style`` (not flat), relative to its colour."""
+    dx, dy = px - cx, py - cy
+    if style == "outline":      # hollow: the inner part of the shape (gauge < OUTLINE_INNER) is left black
+        return _gauge(shape, dx, dy, r, angle_deg) >= OUTLINE_INNER
+    if style == "gradient":     # full colour at the centre, GRADIENT_RIM of it on the outline, along the shape
+        g = np.minimum(_gauge(shape, dx, dy, r, angle_deg), 1.0)
+        return 1.0 - (1.0 - GRADIENT_RIM) * g * g
+    if style == "stripes":      # bands across the object's own horizontal axis: they turn with it
+        a = np.deg2rad(angle_deg)
+        u = np.cos(a) * dx + np.sin(a) * dy
+        return np.where(np.cos(2 * math.pi * u / (STRIPE_PERIOD * k)) >= 0.0, 1.0, STRIPE_DARK)
+    raise ValueError(f"unknown style {style!r}; styles: {', '.join(STYLES)}")
+
+
+def render(shape: str, color, x, y, radius, angle, height: int, width: int, supersample: int = 4,
+           style: str = "flat") -> np.ndarray:
+    """Anti-aliased frames (t h w 3, uint8) of one object on black; per-frame params are arrays (t,).
+    ``style``: one of STYLES (``flat``, the default, is the world's original drawing, bit for bit)."""
     s = supersample
     ys = (np.arange(height * s) + 0.5) / s
     xs = (np.arange(width * s) + 0.5) / s
     py, px = ys[None, :, None], xs[None, None, :]
     p = lambda a: np.asarray(a, dtype=np.float64)[:, None, None]
     inside = _shape_mask(shape, px, py, p(x), p(y), p(radius), p(angle))
-    cover = inside.reshape(len(x), height, s, width, s).mean(axis=(2, 4))       # t h w in [0, 1]
+    if check_style(style) == "flat":
+        cover = inside.reshape(len(x), height, s, width, s).mean(axis=(2, 4))   # t h w in [0, 1]
+    else:
+        weight = inside * _style_weight(style, shape, px, py, p(x), p(y), p(radius), p(angle),
+                                        min(height, width) / 32.0)
+        cover = weight.reshape(len(x), height, s, width, s).mean(axis=(2, 4))
     rgb = np.asarray(color, dtype=np.float64)
     return np.round(cover[..., None] * rgb).astype(np.uint8)
 
@@ -231,14 +311,17 @@ def trajectory(spec: ClipSpec, frames: int, stride: int, size: int, rng: np.rand
     return np.asarray(x, float), np.asarray(y, float), np.asarray(radius, float), np.asarray(angle, float)
 
 
-def make_clip(spec: ClipSpec, frames: int = 32, size: int = 32, stride: int = 1, seed: int = 0) -> Clip:
-    """Draw one clip. Deterministic in (spec, frames, size, stride, seed)."""
+def make_clip(spec: ClipSpec, frames: int = 32, size: int = 32, stride: int = 1, seed: int = 0,
+              style: str = "flat") -> Clip:
+    """Draw one clip. Deterministic in (spec, frames, size, stride, seed); ``style`` changes the drawing
+    only (the same seed gives the same motion, size and place in every style)."""
     if frames < 1 or size < 8 or stride < 1:
         raise ValueError("frames >= 1, size >= 8, stride >= 1")
+    check_style(style)
     rng = np.random.default_rng(seed)
     x, y, r, a = trajectory(spec, frames, stride, size, rng)
-    video = render(spec.shape, COLORS[spec.color], x, y, r, a, size, size)
-    return Clip(video, spec, stride, x, y, r, a)
+    video = render(spec.shape, COLORS[spec.color], x, y, r, a, size, size, style=style)
+    return Clip(video, spec, stride, x, y, r, a, style)
 
 
 def random_spec(rng: np.random.Generator, specs: list[ClipSpec] | None = None,

@@ -1,182 +1,14 @@
-"""The studio's maths and handlers without a server: stunet.analysis, demo.figures, demo.limits, demo.studio."""
+"""The studio's handlers without a server (demo.studio, demo.inspect_views, demo.about), on the tiny model:
+Generate (validation, previews, the example cache, the job deadline, long clips), records and their bound,
+Inspect's views recorded on demand, the GIF and the .npz on request."""
 from __future__ import annotations
 
-import html
 import time
 
 import numpy as np
 import pytest
-import torch
-
-from stunet import analysis as V
 
 
-# ----------------------------------------------------------------------------- stunet.analysis
-def test_pca_rgb_shape_range_and_determinism():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(16, 4, 5, 6, generator=g).half()
-    a, b = V.pca_rgb(x), V.pca_rgb(x.clone())
-    assert a.shape == (4, 5, 6, 3) and a.dtype == np.float32
-    assert a.min() >= 0 and a.max() <= 1
-    np.testing.assert_array_equal(a, b)
-    # one basis for all frames: a feature that is constant over time gives identical frames
-    const = torch.randn(8, 1, 4, 4, generator=g).repeat(1, 3, 1, 1)
-    rgb = V.pca_rgb(const)
-    np.testing.assert_allclose(rgb[0], rgb[2])
-
-
-def test_pca_rgb_few_channels_and_constant():
-    assert V.pca_rgb(np.zeros((2, 2, 3, 3))).shape == (2, 3, 3, 3)
-    one = V.pca_rgb(np.random.default_rng(0).normal(size=(1, 2, 3, 3)))
-    assert np.all(one[..., 1:] == 0)
-    with pytest.raises(ValueError):
-        V.pca_rgb(np.zeros((2, 3, 3)))
-
-
-def test_frame_change():
-    x = np.zeros((3, 4, 2, 2), dtype=np.float32)
-    x[:, 2:] = 1.0                                  # a jump between frames 1 and 2
-    ch = V.frame_change(x + 1)
-    assert ch.shape == (3,)
-    assert ch[0] == 0 and ch[2] == 0 and ch[1] > 0
-    assert V.frame_change(np.zeros((3, 1, 2, 2))).size == 0
-    assert np.all(V.frame_change(np.zeros((3, 4, 2, 2))) == 0)
-
-
-def test_frame_spans():
-    assert V.frame_spans(4, 16) == [(0, 4), (4, 8), (8, 12), (12, 16)]
-    with pytest.raises(ValueError):
-        V.frame_spans(3, 16)
-
-
-def _probs(t=4, h=2, w=3, heads=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(h, w, heads, t, t, generator=g).softmax(-1)
-
-
-def test_attention_matrix_rows_sum_to_one_and_select():
-    p = _probs()
-    m = V.attention_matrix(p)
-    assert m.shape == (4, 4)
-    np.testing.assert_allclose(m.sum(1), 1, atol=1e-5)
-    np.testing.assert_allclose(V.attention_matrix(p, head=1, position=(1, 2)), p[1, 2, 1].numpy(), atol=1e-6)
-    with pytest.raises(ValueError):
-        V.attention_matrix(p, head=2)
-    with pytest.raises(ValueError):
-        V.attention_matrix(p, position=(2, 0))
-
-
-def test_by_offset_and_distance():
-    eye = np.eye(3, dtype=np.float32)
-    offsets, m = V.by_offset(eye)
-    assert list(offsets) == [-2, -1, 0, 1, 2]
-    np.testing.assert_array_equal(m[:, 2], [1, 1, 1])             # the diagonal is offset 0
-    assert np.isnan(m[0, 0]) and np.isnan(m[2, 4])
-    _, mean = V.mean_by_offset(eye)
-    assert mean[2] == 1 and mean[0] == 0
-    assert V.attention_distance(eye) == 0
-    nxt = np.roll(eye, 1, axis=1)                                  # every frame attends to the next one
-    assert V.attention_distance(nxt) == pytest.approx((1 + 1 + 2) / 3)
-    # a matrix that is its own offset view: the row q of the offset view is row q of A shifted by q
-    a = np.arange(9, dtype=np.float32).reshape(3, 3)
-    _, m = V.by_offset(a)
-    for q in range(3):
-        for k in range(3):
-            assert m[q, k - q + 2] == a[q, k]
-
-
-def test_word_maps_upsamples_and_reduces():
-    a = torch.zeros(3, 2, 2, 2)
-    a[1, 0] = 1.0                      # token 1 takes everything in the first layer frame
-    a[2, 1] = 1.0
-    out = V.word_maps([a], [1, 2], (4, 4, 4))
-    assert out.shape == (2, 4, 4, 4)
-    assert np.allclose(out[0, :2], 1) and np.allclose(out[0, 2:], 0)   # nearest in time: frames 0-1 <- layer frame 0
-    both = V.word_maps([a, a], [1], (4, 4, 4))
-    mean = V.word_maps([a, a], [1], (4, 4, 4), reduce="mean")
-    np.testing.assert_allclose(both, 2 * mean)
-    with pytest.raises(ValueError):
-        V.word_maps([a], [5], (4, 4, 4))
-    with pytest.raises(ValueError):
-        V.word_maps([a], [1], (3, 4, 4))
-
-
-def test_image_helpers():
-    v = np.arange(4 * 3 * 5 * 3, dtype=np.uint8).reshape(4, 3, 5, 3)
-    xt = V.xt_slice(v, 1)
-    assert xt.shape == (4, 5, 3)
-    np.testing.assert_array_equal(xt[2], v[2, 1])
-    with pytest.raises(ValueError):
-        V.xt_slice(v, 3)
-    grid = V.tile([np.full((2, 2, 3), i, np.uint8) for i in range(5)], cols=3, pad=1)
-    assert grid.shape == (2 * 2 + 1, 3 * 2 + 2, 3)
-    c = V.colorize(np.array([0.0, 0.5, 1.0, np.nan]))
-    assert c.shape == (4, 3) and c.dtype == np.uint8
-    assert tuple(c[0]) == (0, 0, 4) and tuple(c[3]) == (0, 0, 4)
-    o = V.overlay(np.full((2, 2, 3), 200, np.uint8), np.array([[0, 1], [0.5, 0]]))
-    assert o.shape == (2, 2, 3) and o.dtype == np.uint8
-
-
-# ----------------------------------------------------------------------------- demo.limits
-def test_limits_checks():
-    from demo import limits as L
-    assert L.check_int("Steps", 20.0, 1, 50) == 20
-    for bad in (0, 51, 2.5, "20", None, True, float("nan"), float("inf"), [3]):
-        with pytest.raises(L.LimitError, match="Steps must be a whole number from 1 to 50"):
-            L.check_int("Steps", bad, 1, 50)
-    assert L.check_float("Guidance", 3, 1, 10) == 3.0
-    for bad in (0.5, 10.5, "3", None, float("nan")):
-        with pytest.raises(L.LimitError, match="from 1 to 10"):
-            L.check_float("Guidance", bad, 1, 10)
-    assert L.check_frames(32, 4, 32) == 32 and L.check_frames(128, 4, 32) == 128
-    for bad in (0, 2, 30, 132, 256, "32"):
-        with pytest.raises(L.LimitError, match="multiple of 4 from 4 to 128"):
-            L.check_frames(bad, 4, 32)
-    assert L.check_prompt("  a red   circle ") == "a red circle"
-    for bad, msg in (("", "empty"), ("   ", "empty"), (None, "text"), ("x" * 201, "200 characters"),
-                     ("a\x00b", "control"), ("a\u202eb", "control"), (12, "text")):
-        with pytest.raises(L.LimitError, match=msg):
-            L.check_prompt(bad)
-    with pytest.raises(L.LimitError):
-        L.check_choice("Sampler", "euler", ["dpm++", "ddim"])
-    with pytest.raises(L.LimitError):
-        L.check_bool("Flag", "yes")
-    assert L.MAX_SEED == 2**31 - 1 and L.MAX_STEPS == 50
-    assert ("steps", "1 to 50") in L.limits_table()
-
-
-def test_guarded_escapes_and_hides_internals():
-    import gradio as gr
-    from demo.errors import guarded
-    from demo.limits import LimitError
-
-    @guarded
-    def bad_input():
-        raise LimitError("<script>alert(1)</script> is too long")
-
-    @guarded
-    def broken():
-        raise RuntimeError("secret /home/user/model.safetensors")
-
-    @guarded
-    def gen():
-        yield 1
-        raise KeyError("/etc/passwd")
-
-    with pytest.raises(gr.Error) as e:
-        bad_input()
-    assert "<script>" not in e.value.message and html.escape("<script>") in e.value.message
-    with pytest.raises(gr.Error) as e:
-        broken()
-    assert "secret" not in e.value.message and "/home" not in e.value.message and "ref" in e.value.message
-    it = gen()
-    assert next(it) == 1
-    with pytest.raises(gr.Error) as e:
-        next(it)
-    assert "passwd" not in e.value.message
-
-
-# ----------------------------------------------------------------------------- demo.views + demo.studio
 @pytest.fixture(scope="module")
 def studio(tiny_model, tiny_tokenizer):
     from demo.studio import Studio
@@ -328,34 +160,21 @@ def test_example_cache_and_cleanup(studio, monkeypatch, tmp_path):
     assert len([p for p in studio.out_dir.iterdir() if p != studio.example_dir]) == 1
 
 
-def test_deadline(studio, monkeypatch):
-    """A clip whose steps slow down past its first step's pace is stopped between steps."""
+def test_deadline(studio):
+    """A clip whose steps slow down past its first step's pace is stopped between steps (a scripted clock:
+    step 1 in 1 s, then 100 s a step, past the default deadline after step 2; no sleeping)."""
     from demo import limits as L
-    monkeypatch.setattr(L, "JOB_DEADLINE_FLOOR_S", 0)
-    monkeypatch.setattr(L, "JOB_DEADLINE_MARGIN", 0.5)      # deadline: 0.5 x 4 steps at the first step's pace
+    from test_job_clock import scripted
     calls = []
-
-    def pre(module, args):                                  # the first step at the machine's pace, then 2 s each
-        calls.append(1)
-        if len(calls) > 1:
-            time.sleep(2.0)
-
-    h = studio.pipe.model.register_forward_pre_hook(pre)
+    h = studio.pipe.model.register_forward_pre_hook(lambda m, a: calls.append(1))
+    studio.now = scripted(0.0, 1.0, 101.0, 201.0, 301.0)
     try:
         with pytest.raises(L.LimitError, match="limit per clip"):
             list(studio.generate("a blue square", 5, 4, 3.0, 8))
     finally:
         h.remove()
-    # after step 2 the projection is e1 + 2 + 2 x 2 s, past 2 x e1 for any first step e1 under 6 s
+        studio.now = time.perf_counter
     assert len(calls) == 2                                  # stopped after the second of four steps
-
-
-def test_deadline_scales_with_the_first_step():
-    """The job limit is counted in steps at the pace of the first one: a 3x slower machine gets 3x the time."""
-    from demo import limits as L
-    fast, slow = L.job_deadline_s(2.0, 50), L.job_deadline_s(6.0, 50)
-    assert slow == 3 * fast == 3 * L.JOB_DEADLINE_MARGIN * 50 * 2.0
-    assert L.job_deadline_s(0.001, 1) == L.JOB_DEADLINE_FLOOR_S
 
 
 def test_prompt_html_flags_unknown_words(studio):
@@ -382,21 +201,6 @@ def test_layer_names_match_inspector(studio, record):
     assert [h for _, h in temporal] == [record.recording.heads(n) for n, _ in temporal]
 
 
-@pytest.mark.parametrize("name", ["tiny", "shapes", "vdm"])
-def test_layer_names_from_config_match_the_modules(name):
-    """The studio lists layers from the config (before the weights load): the same as the built model's."""
-    from stunet.config import preset
-    from stunet.inspection import layer_names, named_levels
-    from stunet.model import STUNet
-    model = STUNet(preset(name))
-    temporal, cross = [], []
-    for level, module in named_levels(model):
-        for bi, blk in enumerate(module.blocks):
-            temporal += [(f"{level}.{bi}.{ai}", attn.heads) for ai, attn in enumerate(blk.temporal_attn)]
-            cross += [f"{level}.{bi}"] if blk.cross is not None else []
-    assert layer_names(model.config) == layer_names(model) == (temporal, cross)
-
-
 def test_recording_queries(record):
     r = record.recording
     assert r.feature_steps() == r.steps("features") and r.temporal_layers() == ["mid.0.0"]
@@ -412,17 +216,6 @@ def test_about_svg(studio):
     svg = architecture_svg(studio.cfg)
     assert svg.startswith("<svg") and svg.endswith("</svg>") and "temporal attention" in svg
     assert "2401.12945" in about_html(studio.cfg, 1000)
-
-
-def test_top_eigenvectors_matches_eigh():
-    rng = np.random.default_rng(3)
-    for c in (3, 24, 64, 128):
-        a = rng.normal(size=(2000, c)) * np.linspace(4, 0.2, c)
-        cov = a.T @ a / len(a)
-        v = V.top_eigenvectors(cov, 3)
-        w, ref = np.linalg.eigh(cov)
-        ref = ref[:, ::-1][:, :3]
-        np.testing.assert_allclose(np.abs((v * ref).sum(0)), 1, atol=1e-4)
 
 
 def test_long_clip_multidiffusion(studio, monkeypatch):
@@ -456,16 +249,3 @@ def test_records_are_bounded(studio, monkeypatch):
     b.rerun = False                                     # as an edit's record: its inputs are not kept
     with pytest.raises(L.LimitError, match="run the edit again"):
         studio.view_features(b, 0)
-
-
-def test_numpy_resampling_matches_torch():
-    import torch.nn.functional as F
-    from stunet.video import to_uint8
-    g = torch.Generator().manual_seed(2)
-    a = torch.rand(4, 2, 8, 8, generator=g)
-    got = V.word_maps([a], [1, 3], (4, 16, 24))
-    ref = F.interpolate(a[[1, 3]].repeat_interleave(2, dim=1), size=(16, 24), mode="bilinear", align_corners=False)
-    np.testing.assert_allclose(got, ref.numpy(), atol=1e-5)
-    clip = (torch.rand(3, 4, 5, 6, generator=g) * 2.4 - 1.2).half()
-    np.testing.assert_array_equal(V.clip_uint8(clip), to_uint8(clip))
-    np.testing.assert_array_equal(V.clip_uint8(clip[None]), to_uint8(clip[None]))

@@ -1,0 +1,545 @@
+"""Stylized generation by swapping spatial weights (Lumiere section 4.1, issue 33).
+
+Lumiere fine-tunes only the text-to-image weights of its video model on a style and interpolates them with
+the originals, keeping the temporal layers: clips take the style and keep their motion. Our STUNet was
+built the same way (``stunet.train``: an image U-Net, then inflated), so the same split is available:
+
+* **Which weights.** Every tensor of a STUNet is one of three groups (``param_group``):
+  ``temporal``: what exists only in the video model (``model.is_temporal_param``: temporal convolutions,
+  temporal attention, temporal down/up-sampling, the frame-rate and frame-time MLPs: everything that mixes
+  or tells apart frames); ``text``: the text encoder (``text_encoder.*``: it reads the motion words, so it
+  is kept as it is, and the prompt means what it meant); ``spatial``: the rest, the image U-Net's own
+  layers (2D convolutions, spatial and cross attention, the timestep and pooled-text embeddings, input and
+  output convolutions). A style is a set of ``spatial`` tensors.
+* **Fine-tuning** (``train``): the base checkpoint's image U-Net (``config.image()``, the STUNet without its
+  temporal layers, loaded strictly from the STUNet's non-temporal tensors) is trained as in the image stage,
+  on single frames (T = 1) of world clips drawn in one style (``world.STYLES``), with the captions the world
+  gives them (no style word: the style lives in the weights, the prompt stays the same), the text encoder
+  frozen. The temporal tensors are not in the network being trained, so they cannot change; the style file
+  holds only the spatial ones, and before every checkpoint the run checks that the trained network holds no
+  temporal tensor and that its text encoder is bit-identical to the base's (the log's ``checked_unchanged``).
+  ``--train-temporal`` is the issue's negative control: the whole STUNet (temporal layers included, text
+  encoder still frozen) is fine-tuned on the same frames, each repeated into a still clip (the only way a
+  video model sees an image), so its temporal layers are free to learn that nothing moves.
+* **A style directory**: ``config.json`` (the base's config), ``style.safetensors`` (the styled tensors:
+  spatial only; spatial and temporal for the control), ``style.json`` (format, style, the base's config hash
+  and weights hash, the groups held, the step, the run), ``train.log`` (JSON lines) and ``train_state/``
+  (raw weights and optimiser, safetensors + JSON: ``--resume`` continues from it).
+* **Interpolation** (``apply_style``): a new STUNet whose styled tensors are ``(1 - A) original + A styled``
+  and whose other tensors are the original's; A = 0 gives the original weights bit for bit. Loading is
+  strict: a style made for another architecture (config, tensor names or shapes) or from other base
+  weights is refused with an error that says which.
+
+    python -m stunet stylize --style outline --out runs/style-outline --iters 600 --minutes 30
+    python -m stunet generate "a red square spinning" --style runs/style-outline --style-strength 1 --seed 0
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .checkpoint import load_pretrained
+from .config import STUNetConfig
+from .defaults import PRECISION, PRECISIONS
+from .diffusion import alphas_cumprod
+from .model import STUNet, is_temporal_param
+from .precision import resolve as resolve_precision
+from .shapes import world
+from .shapes.data import CAPTION_DROPOUT, Batch, stride_probs, to_tensor
+from .text import Tokenizer
+from .training_loop import (JsonLog, LoopConfig, Optimisation, OptimConfig, add_optimisation_args, fit, load_state,
+                            precision_record, save_state)
+
+SPATIAL, TEMPORAL, TEXT = "spatial", "temporal", "text"
+GROUPS = (SPATIAL, TEMPORAL, TEXT)
+STYLE_FORMAT = "stunet-style"
+STYLE_VERSION = 1
+STYLE_JSON, STYLE_WEIGHTS, CONFIG_NAME = "style.json", "style.safetensors", "config.json"
+TASK_PROBS = (0.8, 0.0, 0.2, 0.0)      # as the image stage (train.run_stage): no conditioning, or a region
+WORLD_FRAMES = world.BASE_SPAN          # a frame is drawn from a moment of a clip this long
+
+
+class StyleError(ValueError):
+    """A style that cannot be used with this model (another architecture, other base weights, a bad file)."""
+
+
+# ---------------------------------------------------------------------------- which tensors
+def param_group(name: str) -> str:
+    """``temporal`` (only in the video model), ``text`` (the text encoder) or ``spatial`` (the image U-Net)."""
+    if is_temporal_param(name):
+        return TEMPORAL
+    if name.startswith("text_encoder."):
+        return TEXT
+    return SPATIAL
+
+
+def group_names(model: torch.nn.Module, groups=(SPATIAL,)) -> list[str]:
+    """The names of ``model``'s tensors (its state dict) in ``groups``, in state-dict order."""
+    return [k for k in model.state_dict() if param_group(k) in groups]
+
+
+def config_hash(cfg: STUNetConfig) -> str:
+    """sha256 of the config's canonical JSON: the architecture (and schedule) a style was made for."""
+    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """sha256 over every tensor of ``model`` (name, shape, float32 bytes, in name order): which base weights."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(str(tuple(v.shape)).encode())
+        h.update(v.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------- a style directory
+@dataclasses.dataclass(frozen=True)
+class Style:
+    """A loaded style directory: its ``style.json`` (``info``), base config and styled tensors."""
+    path: Path
+    info: dict
+    config: STUNetConfig
+    tensors: dict
+
+    @property
+    def name(self) -> str:
+        return self.info["style"]
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return tuple(self.info["groups"])
+
+
+def read_style_info(directory: str | Path) -> dict:
+    """``style.json`` of a style directory, checked (a StyleError names what is wrong)."""
+    d = Path(directory)
+    path = d / STYLE_JSON
+    if not path.is_file():
+        raise StyleError(f"{d}: not a style directory (no {STYLE_JSON}; make one with `stunet stylize`)")
+    try:
+        info = json.loads(path.read_text())
+    except ValueError as e:
+        raise StyleError(f"{path}: not JSON ({e})") from None
+    if not isinstance(info, dict) or info.get("format") != STYLE_FORMAT:
+        raise StyleError(f"{path}: not a stunet style (format must be {STYLE_FORMAT!r})")
+    if info.get("version") != STYLE_VERSION:
+        raise StyleError(f"{path}: style format version {info.get('version')!r}, this stunet reads {STYLE_VERSION}")
+    groups = info.get("groups")
+    if not isinstance(groups, list) or SPATIAL not in groups or not set(groups) <= {SPATIAL, TEMPORAL}:
+        raise StyleError(f"{path}: groups must be ['spatial'] or ['spatial', 'temporal'], got {groups!r}")
+    for key in ("style", "config_hash", "base_hash"):
+        if not isinstance(info.get(key), str):
+            raise StyleError(f"{path}: missing {key!r}")
+    return info
+
+
+def load_style(directory: str | Path) -> Style:
+    """A style directory, read without unpickling (safetensors + JSON); the tensors' names and shapes are
+    checked against its own config before any is read."""
+    d = Path(directory)
+    info = read_style_info(d)
+    try:
+        config = STUNetConfig.from_dict(json.loads((d / CONFIG_NAME).read_text()))
+    except (OSError, ValueError, TypeError) as e:
+        raise StyleError(f"{d}: bad or missing {CONFIG_NAME}: {e}") from None
+    if config_hash(config) != info["config_hash"]:
+        raise StyleError(f"{d}: {CONFIG_NAME} does not match the config hash in {STYLE_JSON}")
+    from .checkpoint import _meta_build
+    with _meta_build():
+        expected = {k: tuple(v.shape) for k, v in STUNet(config).state_dict().items()
+                    if param_group(k) in info["groups"]}
+    weights = d / STYLE_WEIGHTS
+    if not weights.is_file():
+        raise StyleError(f"{d}: no {STYLE_WEIGHTS}")
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            keys = set(f.keys())
+            missing, unexpected = sorted(set(expected) - keys), sorted(keys - set(expected))
+            if missing or unexpected:
+                raise StyleError(f"{weights}: does not hold the {'+'.join(info['groups'])} tensors of its config: "
+                                 f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+            for k in sorted(keys):
+                shape = tuple(f.get_slice(k).get_shape())
+                if shape != expected[k]:
+                    raise StyleError(f"{weights}: tensor {k} has shape {shape}, its config says {expected[k]}")
+            tensors = {k: f.get_tensor(k) for k in sorted(keys)}
+    except StyleError:
+        raise
+    except Exception as e:      # safetensors raises its own error types for corrupt files
+        raise StyleError(f"cannot read {weights}: {type(e).__name__}: {e}") from None
+    if not all(v.is_floating_point() and torch.isfinite(v).all() for v in tensors.values()):
+        raise StyleError(f"{weights}: every tensor must be finite floating point")
+    return Style(d, info, config, tensors)
+
+
+def check_style(model: STUNet, style: Style, same_base: bool = True) -> None:
+    """Refuse (StyleError) a style made for another architecture or, with ``same_base``, from other weights."""
+    if model.config != style.config:
+        a, b = model.config.to_dict(), style.config.to_dict()
+        diff = [f"{k} {b[k]!r} (model: {a[k]!r})" for k in a if a[k] != b[k]]
+        raise StyleError(f"style {style.name!r} ({style.path}) was made for another architecture: its config "
+                         f"differs in {', '.join(diff)}")
+    if config_hash(model.config) != style.info["config_hash"]:
+        raise StyleError(f"style {style.name!r} ({style.path}) was made for another architecture (config hash)")
+    own = model.state_dict()
+    bad = [k for k, v in style.tensors.items() if k not in own or tuple(own[k].shape) != tuple(v.shape)]
+    if bad:
+        raise StyleError(f"style {style.name!r} ({style.path}) does not fit this model's tensors: {bad[:5]}")
+    if same_base and weights_hash(model) != style.info["base_hash"]:
+        raise StyleError(f"style {style.name!r} ({style.path}) was fine-tuned from other weights of this "
+                         f"architecture (base {style.info.get('base_model', '?')}); interpolating it with "
+                         f"these would mix two models")
+
+
+def apply_style(model: STUNet, style: str | Path | Style, strength: float = 1.0, *,
+                same_base: bool = True) -> STUNet:
+    """A new STUNet: the style's tensors ``(1 - strength) * original + strength * styled``, every other tensor
+    the original's (``model`` itself is not changed). ``strength`` in [0, 1]; 0 gives the original weights
+    bit for bit, 1 the styled ones. A style made for another architecture (or, with ``same_base``, from
+    other base weights) is refused with a StyleError."""
+    if not isinstance(strength, (int, float)) or isinstance(strength, bool) or not 0.0 <= strength <= 1.0:
+        raise StyleError(f"style strength must be a number in [0, 1], got {strength!r}")
+    style = style if isinstance(style, Style) else load_style(style)
+    check_style(model, style, same_base)
+    new = copy.deepcopy(model)
+    if strength == 0.0:
+        return new
+    params = dict(new.named_parameters())
+    with torch.no_grad():
+        for k, styled in style.tensors.items():
+            p = params[k]
+            s = styled.to(device=p.device, dtype=p.dtype)
+            p.copy_(s if strength == 1.0 else torch.lerp(p, s, float(strength)))
+    return new
+
+
+def styled_pipeline(pipe, style: str | Path, strength: float = 1.0):
+    """``pipe`` (a ``Pipeline``) with its model replaced by ``apply_style(pipe.model, style, strength)``: same
+    tokenizer, precision and sampling defaults."""
+    from .pipeline import Pipeline
+    if not isinstance(pipe, Pipeline):
+        raise StyleError("a style needs a STUNet checkpoint (the cascade baseline has its own networks)")
+    return Pipeline(apply_style(pipe.model, style, strength), pipe.tokenizer, pipe.precision, pipe.defaults)
+
+
+# ---------------------------------------------------------------------------- data
+def style_frames(rng: np.random.Generator, size: int, n: int, style: str) -> tuple[np.ndarray, list[str]]:
+    """``n`` single frames (n h w 3 uint8) in ``style``, each a random moment of a random world clip kind
+    (every kind equally often, as the image stage), and their captions (without a style word)."""
+    frames, captions = [], []
+    for _ in range(n):
+        spec = world.random_spec(rng)
+        clip_rng = np.random.default_rng(int(rng.integers(2**62)))
+        x, y, r, a = world.trajectory(spec, WORLD_FRAMES, 1, size, clip_rng)
+        i = int(rng.integers(WORLD_FRAMES))
+        frames.append(world.render(spec.shape, world.COLORS[spec.color], x[i:i + 1], y[i:i + 1], r[i:i + 1],
+                                   a[i:i + 1], size, size, style=style)[0])
+        captions.append(spec.caption)
+    return np.stack(frames), captions
+
+
+def style_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, batch: int, style: str,
+                caption_dropout: float = CAPTION_DROPOUT) -> Batch:
+    """A training batch of styled frames: b 3 1 h w for an image U-Net; for a video model (the negative
+    control) each frame repeated into a still clip of ``cfg.frames / stride`` frames at a stride drawn as the
+    video stage draws it. ``caption_dropout`` of the captions are the empty prompt (guidance stays trained)."""
+    frames, captions = style_frames(rng, cfg.height, batch, style)
+    captions = [c if rng.random() >= caption_dropout else "" for c in captions]
+    ids, _ = tok.batch(captions)
+    if not cfg.temporal:
+        return Batch(to_tensor(frames[:, None]), ids, torch.ones(batch, dtype=torch.long), captions)
+    strides, p = stride_probs(cfg)
+    stride = int(rng.choice(strides, p=p))
+    still = np.repeat(frames[:, None], cfg.frames // stride, axis=1)                   # b t h w 3
+    return Batch(to_tensor(still), ids, torch.full((batch,), stride), captions)
+
+
+# ---------------------------------------------------------------------------- the run
+@dataclasses.dataclass(frozen=True)
+class StylizeConfig:
+    """One style fine-tune (the command line's flags, validated)."""
+    style: str = "outline"
+    out: str = "runs/style"
+    model: str | None = None             # the base checkpoint (default: the shipped model)
+    iters: int = 600
+    batch: int | None = None             # frames per step (None: 64; still clips for --train-temporal: 8)
+    lr: float = 2e-4
+    warmup: int = 50
+    ema: float = 0.995
+    seed: int = 0
+    log_every: int = 25
+    ckpt_every: int = 100
+    val_batches: int = 4
+    minutes: float = float("inf")
+    resume: bool = False
+    train_temporal: bool = False
+    precision: str = PRECISION
+    threads: int = 0
+    device: str = "auto"
+    quiet: bool = False
+
+    def __post_init__(self):
+        world.check_style(self.style)
+        if self.style == "flat":
+            raise ValueError("style 'flat' is the base model's own; choose one of "
+                             + ", ".join(s for s in world.STYLES if s != "flat"))
+        for name in ("iters", "warmup", "log_every", "ckpt_every", "val_batches"):
+            if getattr(self, name) < (0 if name in ("iters", "val_batches") else 1):
+                raise ValueError(f"{name} must be >= {0 if name in ('iters', 'val_batches') else 1}")
+        if self.batch is not None and self.batch < 1:
+            raise ValueError("batch must be >= 1")
+        if not 0.0 < self.ema < 1.0 or not self.lr > 0:
+            raise ValueError("ema must be in (0, 1) and lr > 0")
+
+    @property
+    def frames_per_step(self) -> int:
+        return self.batch if self.batch is not None else (8 if self.train_temporal else 64)
+
+    @property
+    def groups(self) -> list[str]:
+        return [SPATIAL, TEMPORAL] if self.train_temporal else [SPATIAL]
+
+
+def trainable_network(base: STUNet, train_temporal: bool) -> STUNet:
+    """What is trained: the base's image U-Net (its non-temporal tensors, loaded strictly), or for the negative
+    control a copy of the whole STUNet; the text encoder frozen in both."""
+    if train_temporal:
+        net = copy.deepcopy(base)
+    else:
+        net = STUNet(base.config.image())
+        own = {k: v for k, v in base.state_dict().items() if param_group(k) != TEMPORAL}
+        net.load_state_dict(own, strict=True)
+    net = net.cpu().to(torch.float32).train().requires_grad_(True)
+    net.text_encoder.requires_grad_(False)
+    return net
+
+
+def styled_tensors(net: STUNet, groups) -> dict:
+    """``net``'s tensors in ``groups`` (float32, on the CPU, contiguous): what a style file holds."""
+    return {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in net.state_dict().items()
+            if param_group(k) in groups}
+
+
+def verify_frozen(base: STUNet, net: STUNet, groups) -> dict:
+    """The check every checkpoint is written after: each tensor of the trained network ``net`` outside
+    ``groups`` (the frozen text encoder; for the negative control nothing else) is bit-identical to the base's,
+    and the temporal tensors, unless trained, are not in ``net`` at all. Returns the parameters checked per
+    group; raises RuntimeError otherwise (a bug, never a user error)."""
+    own, ref = net.state_dict(), base.state_dict()
+    checked: dict[str, int] = {}
+    for k, v in ref.items():
+        g = param_group(k)
+        if g in groups:
+            continue
+        if k in own and not torch.equal(own[k].detach().cpu(), v.detach().cpu()):
+            raise RuntimeError(f"frozen tensor {k} ({g}) changed")
+        if k not in own and g != TEMPORAL:
+            raise RuntimeError(f"tensor {k} ({g}) is missing from the trained network")
+        checked[g] = checked.get(g, 0) + v.numel()
+    if TEMPORAL not in groups and any(param_group(k) == TEMPORAL for k in own):
+        raise RuntimeError("the spatial fine-tune's network holds temporal tensors")
+    return checked
+
+
+def write_style(out: Path, base: STUNet, base_model: str, rc: StylizeConfig, tensors: dict, step: int,
+                base_hash: str, extra: dict | None = None) -> Path:
+    """``config.json`` + ``style.safetensors`` + ``style.json`` into ``out`` (the weights replaced atomically)."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (STYLE_WEIGHTS + ".tmp")
+    save_file(tensors, str(tmp), metadata={"style": rc.style, "step": str(step), "groups": ",".join(rc.groups)})
+    os.replace(tmp, out / STYLE_WEIGHTS)
+    (out / CONFIG_NAME).write_text(base.config.to_json())
+    info = {"format": STYLE_FORMAT, "version": STYLE_VERSION, "style": rc.style,
+            "style_word": world.STYLE_WORDS[rc.style], "groups": rc.groups,
+            "config_hash": config_hash(base.config), "base_hash": base_hash, "base_model": base_model,
+            "step": step, "tensors": len(tensors), "parameters": int(sum(v.numel() for v in tensors.values())),
+            "run": {k: v for k, v in dataclasses.asdict(rc).items() if k not in ("quiet", "resume")},
+            **(extra or {})}
+    (out / STYLE_JSON).write_text(json.dumps(info, indent=1) + "\n")
+    return out
+
+
+def validation_batches(tok: Tokenizer, cfg: STUNetConfig, rc: StylizeConfig) -> list[Batch]:
+    """Fixed held-out batches (their own seed, captions kept), the same at every evaluation."""
+    rng = np.random.default_rng([rc.seed, 99991])
+    return [style_batch(rng, tok, cfg, min(rc.frames_per_step, 16), rc.style, caption_dropout=0.0)
+            for _ in range(rc.val_batches)]
+
+
+@torch.no_grad()
+def validation_loss(net: STUNet, held: list[Batch], ac: torch.Tensor, autocast, seed: int = 0) -> float | None:
+    """Mean loss of ``net`` on ``held`` with fixed noise, timesteps and conditioning: comparable across steps."""
+    from .train import loss_fn
+    if not held:
+        return None
+    losses = []
+    for i, b in enumerate(held):
+        rng = np.random.default_rng([seed, 7, i])
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        with autocast:
+            losses.append(loss_fn(net, net.config, ac, b, rng, gen, TASK_PROBS).item())
+    return round(float(np.mean(losses)), 6)
+
+
+def _resume(out: Path, rc: StylizeConfig, net: STUNet, base: STUNet, base_hash: str):
+    """(step, optimiser state, EMA state) from ``out``'s train_state and style, checked to be this run's."""
+    saved = load_state(out / "train_state")
+    if saved is None:
+        raise ValueError(f"--resume: no train_state in {out}")
+    info = read_style_info(out)
+    run = saved.info.get("run", {})
+    if saved.stage != "stylize" or run.get("style") != rc.style or bool(run.get("train_temporal")) != rc.train_temporal:
+        raise ValueError(f"--resume: {out} holds another run (stage {saved.stage!r}, style {run.get('style')!r}, "
+                         f"train_temporal {run.get('train_temporal')!r})")
+    if info["base_hash"] != base_hash:
+        raise ValueError(f"--resume: {out} was fine-tuned from other base weights ({info.get('base_model')})")
+    if info.get("step") != saved.step:
+        raise ValueError(f"--resume: {STYLE_WEIGHTS} is at step {info.get('step')}, train_state at {saved.step}")
+    net.load_state_dict(saved.raw, strict=True)
+    style = load_style(out)
+    check_style(base, style)
+    ema = {**{k: v for k, v in base.state_dict().items() if k in net.state_dict()}, **style.tensors}
+    return saved.step, saved.optimizer, ema
+
+
+def train(base: STUNet, tok: Tokenizer, rc: StylizeConfig, precision, log, base_model: str = "?") -> STUNet:
+    """Fine-tune ``base``'s spatial weights on frames of ``rc.style`` (its temporal weights too with
+    ``rc.train_temporal``), resumable from ``rc.out``; writes the style directory and returns the EMA network
+    (an image U-Net, or a STUNet for the control). ``base`` is not changed."""
+    out = Path(rc.out)
+    device = torch.device("cpu" if rc.device == "auto" else rc.device)
+    deadline = time.time() + rc.minutes * 60
+    base = base.eval()
+    base_hash = weights_hash(base)
+    net = trainable_network(base, rc.train_temporal)
+    step, opt_sd, ema_sd = 0, None, None
+    if rc.resume:
+        step, opt_sd, ema_sd = _resume(out, rc, net, base, base_hash)
+        log({"event": "resumed", "step": step})
+    elif (out / STYLE_JSON).exists():
+        raise ValueError(f"{out} already holds a style; pass --resume to continue it, or another --out")
+    cfg = net.config
+    trained: dict[str, int] = {}
+    frozen: dict[str, int] = {}
+    for k, p in net.named_parameters():
+        d = trained if p.requires_grad else frozen
+        d[param_group(k)] = d.get(param_group(k), 0) + p.numel()
+    absent = sum(v.numel() for k, v in base.state_dict().items() if k not in net.state_dict())
+    log({"event": "parameters", "network": "stunet" if rc.train_temporal else "image_unet", "trained": trained,
+         "frozen": frozen, "temporal_not_in_network": absent})
+    net.to(device)
+    optim = Optimisation(net, OptimConfig(lr=rc.lr, total=rc.iters, warmup=rc.warmup, ema=rc.ema), step,
+                         opt_sd, ema_sd)
+    ema = optim.ema.eval()
+    ac = alphas_cumprod(cfg)
+    autocast = precision.autocast(device.type)
+    held = validation_batches(tok, cfg, rc)
+    rng = np.random.default_rng([rc.seed, step, 17])
+    gen = torch.Generator().manual_seed(rc.seed * 1_000_003 + step)
+    if step == 0:
+        log({"step": 0, "val_loss": validation_loss(ema, held, ac, autocast, rc.seed)})
+
+    def loss_at(k: int):
+        from .train import loss_fn
+        b = style_batch(rng, tok, cfg, rc.frames_per_step, rc.style)
+        with autocast:
+            return loss_fn(net, cfg, ac, b, rng, gen, TASK_PROBS), {}
+
+    saved_at = [step if rc.resume else -1]
+
+    def save(k: int):
+        frozen = verify_frozen(base, net, rc.groups)
+        verify_frozen(base, ema, rc.groups)
+        tensors = styled_tensors(ema, rc.groups)
+        log({"step": k, "val_loss": validation_loss(ema, held, ac, autocast, rc.seed),
+             "checked_unchanged": frozen})
+        write_style(out, base, base_model, rc, tensors, k, base_hash)
+        save_state(out / "train_state", "stylize", k, net, optim.opt, {"run": dataclasses.asdict(rc)})
+        saved_at[0] = k
+
+    loop = LoopConfig(total=rc.iters, deadline=deadline, log_every=rc.log_every, ckpt_every=rc.ckpt_every,
+                      name=f"stylize {rc.style}", smoothing=0.95, loss_digits=6, quiet=rc.quiet)
+    step = fit(optim, loss_at, loop, log=log, checkpoint=save)
+    if saved_at[0] != step:
+        save(step)
+    log({"event": "done" if step >= rc.iters else "stopped", "step": step})
+    return ema
+
+
+# ---------------------------------------------------------------------------- command line
+def parse_args(argv=None) -> StylizeConfig:
+    d = StylizeConfig()
+    p = argparse.ArgumentParser(prog="stunet stylize", description=__doc__.split("\n\n")[0])
+    p.add_argument("--style", required=True, choices=[s for s in world.STYLES if s != "flat"])
+    p.add_argument("--out", required=True, help="style directory: config.json, style.safetensors, style.json, "
+                                                "train.log, train_state/")
+    p.add_argument("--model", default=None, help="base checkpoint (default: the shipped model)")
+    p.add_argument("--iters", type=int, default=d.iters, help="optimiser steps in all (a resumed run goes on to it)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="frames per step (default 64; with --train-temporal, still clips per step, default 8)")
+    add_optimisation_args(p, lr=d.lr, warmup=d.warmup, ema=d.ema, ckpt_every=d.ckpt_every, log_every=d.log_every)
+    p.add_argument("--val-batches", type=int, default=d.val_batches, help="held-out batches for val_loss")
+    p.add_argument("--train-temporal", action="store_true",
+                   help="negative control: fine-tune the temporal layers too (the whole STUNet on still clips)")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision)
+    p.add_argument("--device", default=d.device, help="cpu, cuda or auto (cuda when available)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: every core)")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        return StylizeConfig(**vars(a))
+    except ValueError as e:
+        p.error(str(e))
+
+
+def main(argv=None) -> int:
+    rc = parse_args(argv)
+    device = rc.device if rc.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    rc = dataclasses.replace(rc, device=device)
+    torch.set_num_threads(rc.threads or (os.cpu_count() or 1))
+    try:
+        precision = resolve_precision(rc.precision, device)
+        base, tok = load_pretrained(rc.model)
+        out = Path(rc.out)
+        if not rc.resume and (out / STYLE_JSON).exists():
+            raise ValueError(f"{out} already holds a style; pass --resume to continue it, or another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        log = JsonLog(out / "train.log")
+        log({"event": "start", "run": dataclasses.asdict(rc)})
+        log(precision_record(precision))
+        if not rc.quiet:
+            print(f"precision: {precision.name} ({precision.reason})", file=sys.stderr)
+        train(base, tok, rc, precision, log, base_model=str(rc.model or "the shipped model"))
+        log.close()
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(rc.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def cli_pipeline(pipe, style: str | Path | None, strength: float | None):
+    """``stunet generate --style DIR [--style-strength A]``: ``pipe`` with the style applied (strength 1 by
+    default), or ``pipe`` itself without ``--style``."""
+    if style is None:
+        if strength is not None:
+            raise StyleError("--style-strength needs --style DIR")
+        return pipe
+    return styled_pipeline(pipe, style, 1.0 if strength is None else strength)
