@@ -9,7 +9,8 @@ the checkpoint's header (``checkpoint_header``: config, vocabulary, parameter co
 weights load in a background thread once the server is up, so the page is served first; the
 plotting and diffusers imports are warmed there too. Public API endpoints (``gradio_client``):
 
-    /generate            (prompt, seed, steps, guidance, frames[, sampler, stride, fps, first_frame, model])
+    /generate            (prompt, seed, steps, guidance, frames[, sampler, stride, fps, first_frame, model,
+                         style, style_strength])
                          -> video, mp4, gif (None: see /gif), settings, preview, status
     /gif                 () -> the GIF of the session's last clip (made on request)
                          (first_frame: ``gradio_client.handle_file("image.png")``, image-to-video)
@@ -62,7 +63,7 @@ def launch_options() -> dict:
     from stunet.checkpoint import default_model_dir
     return dict(theme=theme(), css=CSS, head=HEAD, show_error=False, max_file_size=L.MAX_UPLOAD_BYTES,
                 blocked_paths=[str(default_model_dir().resolve()), str(models.fast_model_dir().resolve()),
-                               str(models.cascade_model_dir().resolve())],
+                               str(models.cascade_model_dir().resolve()), str(models.styles_dir().resolve())],
                 app_kwargs={"middleware": [guard_middleware()]})
 
 
@@ -177,7 +178,7 @@ def _edit_tab(studio: Studio, first_prompt: str) -> tuple[EditTab, EditControls]
 
 def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None = None,
                generate_concurrency: int | None = None, delete_cache: tuple[int, int] | None = None,
-               janitor: bool = True, choices=None, loaders=None, cascade=None) -> gr.Blocks:
+               janitor: bool = True, choices=None, loaders=None, cascade=None, styles=None) -> gr.Blocks:
     """The studio's Blocks. The keyword arguments override the serving limits of ``demo.limits``
     (tests shrink the queue, or let several clips sample at once).
 
@@ -185,7 +186,8 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
     (``demo.models``), the default (``limits.DEFAULT_MODEL``) first. With ``pipeline`` (tests): that
     model, plus ``choices`` / ``loaders`` where given (``choices[0]`` describes ``pipeline``).
     ``cascade``: a loaded keyframe cascade for the Compare tab (tests); None: the shipped one if any
-    (``demo.models.cascade_available``); False: no Compare tab.
+    (``demo.models.cascade_available``); False: no Compare tab. ``styles``: the styles folder, or {name: style
+    directory} (tests); None: ``$STUNET_STYLES`` or ``assets/stunet-shapes-styles`` (``demo.models.available_styles``).
 
     One tab a module: Generate (``demo.generate_tab``), Edit (``demo.editing``), Inspect (``demo.inspect_tab``,
     with ``demo.intervene``'s instruments), Compare (``demo.compare``), About (``demo.about``)."""
@@ -193,7 +195,9 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
     generate_concurrency = L.GENERATE_CONCURRENCY if generate_concurrency is None else generate_concurrency
     cfg, tokenizer, params, choice, studio_kw = _page_models(pipeline, choices, loaders)
     examples = example_rows(tokenizer, choice.defaults, cfg.frames)
-    studio = Studio(examples=examples, **studio_kw)
+    if not isinstance(styles, dict):
+        styles = models.available_styles(styles)
+    studio = Studio(examples=examples, styles=styles, **studio_kw)
     first_prompt = examples[0][0] if examples else ""
 
     with gr.Blocks(title="STUNet studio: how a space-time U-Net handles time",

@@ -15,6 +15,7 @@ import gradio as gr
 from . import gpu
 from . import limits as L
 from .errors import guarded
+from .models import NO_STYLE
 from .studio import SAMPLER_LABELS, Studio
 
 EXAMPLE_PROMPTS = [
@@ -44,6 +45,8 @@ class GenerateControls:
     frames: Any
     stride: Any
     fps: Any
+    style: Any                    # the Style choice: "None" or a style's name (demo.models.Styles)
+    style_strength: Any
     examples: Any                 # gr.Examples, or None where the model knows none of EXAMPLE_PROMPTS
     video: Any
     status: Any
@@ -59,7 +62,7 @@ class GenerateControls:
     def inputs(self) -> list:
         """``/generate``'s inputs, in its API order (also what ``replay`` and the examples fill)."""
         return [self.prompt, self.seed, self.steps, self.guidance, self.frames, self.sampler, self.stride, self.fps,
-                self.first_frame, self.model_choice]
+                self.first_frame, self.model_choice, self.style, self.style_strength]
 
 
 def example_rows(tokenizer, defaults, window: int) -> list[list]:
@@ -114,7 +117,19 @@ def _form(studio: Studio, cfg, choice, first_prompt: str) -> dict:
                                        "source frames apart.")
         c["fps"] = gr.Slider(L.MIN_FPS, L.MAX_FPS, value=L.DEFAULT_FPS, step=1,
                              label="Playback frame rate (fps)", elem_id="fps")
+        _style(studio, c)
     return c
+
+
+def _style(studio: Studio, c: dict) -> None:
+    """The Style choice and its strength (issue 33; into ``c``): "None" alone where no style is shipped."""
+    names = studio.styles.names
+    note = ("A style fine-tuned into the spatial (image) weights; the temporal layers, and so the motion, "
+            "are the model's own. Strength mixes the weights: 0 is the model itself, 1 the style."
+            if names else "No styles here (they are read from $STUNET_STYLES or assets/stunet-shapes-styles).")
+    c["style"] = gr.Dropdown([NO_STYLE, *names], value=NO_STYLE, label="Style", elem_id="style", info=note)
+    c["style_strength"] = gr.Slider(L.MIN_STYLE_STRENGTH, L.MAX_STYLE_STRENGTH, value=L.DEFAULT_STYLE_STRENGTH,
+                                    step=L.STYLE_STRENGTH_STEP, label="Style strength", elem_id="style-strength")
 
 
 def _result(c: dict) -> None:
@@ -170,10 +185,11 @@ def wire_generate_tab(studio: Studio, c: GenerateControls, record, *, concurrenc
 
     gen_event = gr.on([c.generate_btn.click, c.prompt.submit], generate_fn, gen_inputs, gen_outputs,
                       api_name="generate", api_description="Generate a clip: (prompt, seed, steps, guidance, "
-                      "frames[, sampler, stride, fps, first_frame, model]) -> video, mp4, gif, settings, preview, "
-                      "status (gif: None, made on request by /gif). model: 'full', 'one-pass' or 'fast' where "
-                      "offered (steps, guidance and sampler are taken as given: pass the model's own, see "
-                      "/model_defaults).",
+                      "frames[, sampler, stride, fps, first_frame, model, style, style_strength]) -> video, mp4, gif, "
+                      "settings, preview, status (gif: None, made on request by /gif). model: 'full', 'one-pass' or "
+                      "'fast' where offered (steps, guidance and sampler are taken as given: pass the model's own, "
+                      "see /model_defaults). style: 'None' (the default) or a style offered, its spatial weights "
+                      "mixed in at style_strength (0 to 1, default 1).",
                       **common)
     gen_events = [gen_event]
     if c.examples is not None:

@@ -136,8 +136,8 @@ def edit_duration(studio):
 
 
 def record_duration(studio):
-    """``duration`` of ``Studio.record(model, settings, first_frame)``: a clip sampled again with the Inspector
-    attached, for the Inspect views (no encoding; the recording's copies to the CPU are in CALL_OVERHEAD_S)."""
+    """``duration`` of ``Studio.record(model, settings, first_frame, style, strength)``: a clip sampled again with
+    the Inspector attached, for the Inspect views (no encoding; the recording's copies to the CPU are in CALL_OVERHEAD_S)."""
     window = studio.window
 
     def duration(model=None, s=None, *_, **__) -> int:

@@ -99,6 +99,8 @@ class InspectHandlers:
         x_layers = r.cross_layers()
         s = rec.settings
         model = f" · {rec.model} model" if len(self.choices) > 1 else ""
+        if rec.style:
+            model += f" · style {md_escape(rec.style)} at {rec.style_strength:g}"
         info = (f"Inspecting **{md_escape(s.prompt)}** · seed {s.seed} · {n} steps{model} · {s.frames} frames. "
                 f"Feature maps were recorded at steps {', '.join(map(str, r.feature_steps()))}; "
                 f"attention at every step; x0-hat at {len(r.x0)} steps.")

@@ -1,9 +1,9 @@
 """Inspect as an instrument (issue 30): Intervene, Follow a point and Attention summaries, in the Inspect tab.
 
 Every view re-runs the session's last clip from its *settings* (prompt, seed, steps, guidance, sampler,
-frames, stride, first frame, model: a clip is deterministic per seed and precision) through the
-shared ``Pipeline`` with its own hooks (``stunet.interventions``, an ``Inspector``); none reads the
-clip's stored recording. An edited clip (Edit tab) cannot be replayed from settings and is refused.
+frames, stride, first frame, model, style: a clip is deterministic per seed and precision) through the
+shared ``Pipeline`` (or its styled copy) with its own hooks (``stunet.interventions``, an ``Inspector``);
+none reads the clip's stored recording. An edited clip (Edit tab) cannot be replayed from settings and is refused.
 
 API endpoints (``gradio_client``, after ``/generate`` with the same client):
 
@@ -72,7 +72,7 @@ class InterveneTab:
         if rec.edit:
             raise LimitError("The last clip is an edit (Edit tab), which cannot be re-run from settings alone: "
                              "generate a clip to intervene on.")
-        return self.studio.pipe_for(rec.model), rec.settings, rec.first_frame
+        return self.studio.pipe_of(rec.model, rec.style, rec.style_strength), rec.settings, rec.first_frame
 
     def part(self, rec, part, mode, source_prompt, pipe, settings) -> I.Part:
         if not isinstance(part, str) or not 0 < len(part) <= 80:

@@ -64,7 +64,8 @@ VIDEO_SIDE = 128                 # the MP4 is upscaled (nearest neighbour) to ab
                                  # player scales it further with CSS image-rendering: pixelated (demo.style)
 GIF_SIDE = 256
 PREVIEW_MAX_FRAMES = 32          # live x0-hat preview shows at most this many frames
-PREVIEW_CELL = 64                # pixels a side of a preview frame (scaled further by the browser, pixelated)
+PREVIEW_CELL = 32                # pixels a side of a preview frame: the model's own (the browser scales it, pixelated;
+                                 # a 64-px cell cost 15 ms of PNG a preview, 32 px under 1 ms)
 PREVIEW_EVERY_S = 0.5            # at most one x0-hat preview per this many seconds while sampling
 PROGRESS_EVERY_S = 0.25          # at most one progress-bar update per this many seconds (first and last always)
 
@@ -80,6 +81,11 @@ DEFAULT_STRIDE = 1
 # fast only if its measured quality holds against the full model (assets/stunet-shapes-fast/README.md).
 DEFAULT_MODEL = "full"
 DEFAULT_FPS = 8
+# A style (issue 33, demo.models.Styles): its spatial weights at this strength; "None" keeps the model's own.
+MIN_STYLE_STRENGTH, MAX_STYLE_STRENGTH = 0.0, 1.0
+DEFAULT_STYLE_STRENGTH = 1.0
+STYLE_STRENGTH_STEP = 0.05       # the slider's step (API callers may send any strength in range)
+STYLED_MODELS_KEPT = 3           # styled copies of a model kept (all sessions together; each a copy of the model)
 
 
 class LimitError(ValueError):

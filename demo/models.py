@@ -1,9 +1,15 @@
-"""The checkpoints the studio offers: the full model and, where one is shipped, its distilled fast model.
+"""The checkpoints the studio offers: the full model and, where one is shipped, its distilled fast model; and
+the styles (issue 33) that can be applied to them.
 
 A choice is a checkpoint directory with its own sampling defaults (``sampling.json``: the fast
 model's N DDIM steps, the full model's 25 DPM-Solver++ steps). The page is built from the
 checkpoints' headers; the weights load in the background (``load``: one shared, thread-safe
 ``Pipeline`` per directory).
+
+A style is a style directory (``stunet stylize``: ``config.json``, ``style.safetensors``, ``style.json``) in
+the styles folder (``$STUNET_STYLES``, else ``assets/stunet-shapes-styles``), offered by its folder's name
+(``available_styles``). ``Styles`` makes a model's styled pipeline (``stunet.style_weights.styled_pipeline``:
+spatial weights interpolated, temporal ones kept) once per (model, style, strength) and keeps the last few.
 """
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,3 +140,78 @@ def load_cascade(directory: Path):
             _PIPELINES[key] = load(key[1], device=resolve_device())
             log.info("cascade %s loaded in %.1f s", key[1].name, time.perf_counter() - t0)
         return _PIPELINES[key]
+
+
+# ----------------------------------------------------------------------------- styles (issue 33)
+STYLES_ENV = "STUNET_STYLES"
+DEFAULT_STYLES = DEFAULT_MODEL.parent / "stunet-shapes-styles"
+NO_STYLE = "None"                      # the Style choice that keeps the model's own weights
+
+
+def styles_dir() -> Path:
+    return Path(os.environ.get(STYLES_ENV, DEFAULT_STYLES))
+
+
+def available_styles(directory: Path | None = None) -> dict[str, Path]:
+    """{name: style directory} of the styles folder (default ``styles_dir()``), by name: every sub-folder whose
+    ``style.json`` reads as a stunet style. Nothing is loaded here (the weights are read when a style is first
+    used, and checked against the model then); an unreadable folder is logged and left out, a missing styles
+    folder gives {}."""
+    from stunet.style_weights import StyleError, read_style_info
+    root = styles_dir() if directory is None else Path(directory)
+    if not root.is_dir():
+        return {}
+    out = {}
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        if d.name == NO_STYLE or not d.name.isprintable() or len(d.name) > 60:
+            log.info("style folder %s not offered: not a usable name", d)
+            continue
+        try:
+            read_style_info(d)
+        except (OSError, StyleError) as e:
+            log.warning("style %s not offered: %s", d, e)
+            continue
+        out[d.name] = d
+    return out
+
+
+class Styles:
+    """The styles offered (``names``) and a small cache of styled pipelines, shared by all sessions.
+
+    ``pipeline(pipe, key, name, strength)`` is ``pipe`` itself for no style or strength 0 (the same object: the
+    same clips bit for bit); else the pipeline whose spatial weights are ``(1 - strength) * pipe's + strength *
+    the style's`` (``stunet.style_weights``), built once per (model key, style, strength) and kept among the last
+    ``cache_size`` (each a copy of the model). A style that does not fit the model (another architecture, other
+    base weights, a bad file) raises ``stunet.style_weights.StyleError``, saying which.
+    """
+
+    def __init__(self, styles: dict[str, Path] | None = None, cache_size: int = 3):
+        self.paths = dict(styles or {})
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.paths)
+
+    def pipeline(self, pipe, key: str, name: str | None, strength: float):
+        if name is None or name == NO_STYLE or strength == 0:
+            return pipe
+        from stunet.style_weights import load_style, styled_pipeline
+        cache_key = (key, id(pipe), name, float(strength))
+        with self._lock:
+            hit = self._cache.get(cache_key)
+            if hit is not None:
+                self._cache.move_to_end(cache_key)
+                return hit
+            t0 = time.perf_counter()
+            styled = styled_pipeline(pipe, load_style(self.paths[name]), float(strength))
+            log.info("style %s at %g on the %s model built in %.2f s", name, strength, key, time.perf_counter() - t0)
+            self._cache[cache_key] = styled
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            return styled
+
+    def __len__(self) -> int:
+        return len(self._cache)

@@ -50,6 +50,8 @@ class ClipRecord:
     first_frame: np.ndarray | None = field(default=None, repr=False)   # h w 3 uint8 when image-to-video
     precision: dict = field(default_factory=dict)    # {"precision": name, "precision_reason": why} it ran in
     model: str = "full"                 # the studio's model choice that made it ("full" / "fast")
+    style: str | None = None            # the style its spatial weights were mixed with (None: the model's own)
+    style_strength: float = 1.0         # ... at this strength (a re-run for Inspect uses the same weights)
     session: str | None = None          # the Gradio session that made it (released when that session ends)
 
     @property
@@ -72,6 +74,8 @@ class ClipRecord:
             d["first_frame"] = "uploaded image"
         d.update(self.precision)
         d["model"] = self.model
+        if self.style is not None:
+            d["style"], d["style_strength"] = self.style, self.style_strength
         return d
 
 

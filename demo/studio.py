@@ -24,13 +24,14 @@ import numpy as np
 
 from stunet.inspection import Inspector
 from stunet.pipeline import Pipeline, Settings
+from stunet.style_weights import StyleError
 from stunet.video import read_image, to_uint8, write_video
 
 from . import figures as views
 from . import limits as L
 from .files import Outputs, uploaded_path
 from .job_clock import JobClock
-from .models import FULL, ModelChoice
+from .models import FULL, LABELS, NO_STYLE, ModelChoice, Styles
 from .limits import LimitError
 from .inspect_views import (HEAD_MEAN, LAYER_ALL, MODE_MEAN, MODE_POINT, InspectHandlers,  # noqa: F401 (re-exported)
                             InspectViews, StepViews, head_choices, save_recording)
@@ -75,12 +76,14 @@ class Studio(InspectHandlers):
 
     def __init__(self, pipeline: Pipeline | None = None, examples: list[list] | None = None, *,
                  config=None, tokenizer=None, loader: Callable[[], Pipeline] | None = None,
-                 choices: list[ModelChoice] | None = None, loaders: dict[str, Callable[[], Pipeline]] | None = None):
+                 choices: list[ModelChoice] | None = None, loaders: dict[str, Callable[[], Pipeline]] | None = None,
+                 styles: dict[str, Path] | None = None):
         """``pipeline``, or ``config`` + ``tokenizer`` (read without the weights) and a ``loader``
         that returns the pipeline (called on first use, from any thread; it may block).
 
         That is the default model, ``choices[0]``; further ``choices`` (the fast or the full model,
-        ``demo.models``) load through ``loaders[key]`` on first use.
+        ``demo.models``) load through ``loaders[key]`` on first use. ``styles``: {name: style directory} offered
+        by the Style choice (``demo.models.available_styles``), applied to whichever model is picked.
         """
         if pipeline is None and (config is None or tokenizer is None or loader is None):
             raise ValueError("Studio needs a pipeline, or config, tokenizer and loader")
@@ -90,6 +93,7 @@ class Studio(InspectHandlers):
         self._loaders = dict(loaders or {})
         self._others: dict[str, Pipeline] = {}
         self._others_lock = threading.Lock()
+        self.styles = Styles(styles, L.STYLED_MODELS_KEPT)
         self.cfg = pipeline.config if pipeline is not None else config
         self.tok = pipeline.tokenizer if pipeline is not None else tokenizer
         self.factor = self.cfg.temporal_factor
@@ -98,7 +102,7 @@ class Studio(InspectHandlers):
         self.examples = ExampleCache(examples, self.choices[0].defaults.sampler, self.choices[0].key)
         self.records = Records()
         self._record_lock = threading.Lock()      # one recording run at a time (they sample, like Generate)
-        self.record_runner = self.record          # (model, settings, first_frame) -> (recording, clip)
+        self.record_runner = self.record          # (model, settings, first_frame, style, strength) -> (recording, clip)
         self.preview_every_s = L.PREVIEW_EVERY_S  # tests set 0: a preview after every step but the last
         self.now = time.perf_counter              # the job clock's time source (demo.job_clock; tests: a fake one)
         self._features_cache = LRU(FEATURES_CACHE_SIZE)          # (clip id, step) -> (image, figure)
@@ -143,6 +147,28 @@ class Studio(InspectHandlers):
     def loaded(self, key: str | None) -> bool:
         c = self.choice(key)
         return self._pipe is not None if c is self.choices[0] else c.key in self._others
+
+    # ------------------------------------------------------------------ styles (issue 33: demo.models.Styles)
+    def check_style(self, style, strength) -> tuple[str | None, float]:
+        """(style name, or None for the model's own weights; strength) of a request, checked."""
+        strength = L.DEFAULT_STYLE_STRENGTH if strength is None or strength == "" else strength
+        strength = L.check_float("Style strength", strength, L.MIN_STYLE_STRENGTH, L.MAX_STYLE_STRENGTH)
+        if style is None or style == "" or style == NO_STYLE:
+            return None, strength
+        return L.check_choice("Style", style, [NO_STYLE, *self.styles.names]), strength
+
+    def pipe_of(self, model: str | None, style: str | None = None,
+                strength: float = L.DEFAULT_STYLE_STRENGTH) -> Pipeline:
+        """The pipeline that samples model ``model`` in ``style`` at ``strength``: the model's own (the same object)
+        without a style or at strength 0, else its styled copy (made once, kept: ``demo.models.Styles``). A style
+        that does not fit the model (another architecture, other base weights) is a LimitError saying why."""
+        key = self.choice(model).key
+        pipe = self.pipe_for(key)
+        try:
+            return self.styles.pipeline(pipe, key, style, strength)
+        except StyleError as e:
+            why = str(e).replace(f" ({self.styles.paths.get(style)})", "")      # no server paths in the message
+            raise LimitError(f"Style {style!r} cannot be used with the {LABELS.get(key, key)} model: {why}.") from None
 
     def model_defaults(self, key):
         """Steps, guidance and sampler of model ``key``: the form follows the model picked."""
@@ -254,6 +280,8 @@ class Studio(InspectHandlers):
             extra += " · from your first frame"
         if s.frames > self.window:
             extra += f" · {s.frames} frames via MultiDiffusion ({self.window}-frame windows)"
+        if rec.style:
+            extra += f" · style {md_escape(rec.style)} at {rec.style_strength:g}"
         if rec.precision:
             extra += f" · {md_escape(rec.precision['precision'])}"
         how = "from the example cache" if cached else f"in {rec.seconds:.1f} s"
@@ -270,6 +298,8 @@ class Studio(InspectHandlers):
             extra += ", first_frame=handle_file(\"first.png\")"
         if rec.model != self.default_model:
             extra += f", model={rec.model!r}"
+        if rec.style:
+            extra += f", style={rec.style!r}, style_strength={rec.style_strength:g}"
         why = ""
         if rec.precision:
             why = (f"\n\nComputed in **{md_escape(rec.precision['precision'])}**: "
@@ -285,21 +315,24 @@ class Studio(InspectHandlers):
                                preview=preview, status=self.status_md(rec, cached), record=rec)
 
     def generate(self, prompt, seed, steps, guidance, frames, sampler=L.DEFAULT_SAMPLER,
-                 stride=L.DEFAULT_STRIDE, fps=L.DEFAULT_FPS, first_frame=None, model=None, progress=gr.Progress()):
+                 stride=L.DEFAULT_STRIDE, fps=L.DEFAULT_FPS, first_frame=None, model=None, style=NO_STYLE,
+                 style_strength=L.DEFAULT_STYLE_STRENGTH, progress=gr.Progress()):
         """Generator: x0-hat previews while sampling (at most one per ``limits.PREVIEW_EVERY_S``), then
         the clip, its MP4, settings and record (``GenerateOutputs``; the GIF is made on request, ``make_gif``).
 
         Nothing is recorded while sampling: the Inspect views record the clip when first asked
         (``recording_of``: the same settings and seed sampled again with hooks give the same clip).
         ``first_frame``: an uploaded image (image-to-video, Lumiere section 4): the clip starts from it.
-        ``model``: a model choice's key where several are offered; None: the default.
+        ``model``: a model choice's key where several are offered; None: the default. ``style``: a style's name
+        (``self.styles``) or "None", its spatial weights mixed in at ``style_strength`` (``pipe_of``).
         The clip is stopped between steps once it runs, or is projected to run, past
         ``limits.job_deadline_s`` (a multiple of its steps at the pace of its first step).
         """
         s, fps = self.check_generate(prompt, seed, steps, guidance, frames, sampler, stride, fps)
         choice = self.choice(model)
+        style, strength = self.check_style(style, style_strength)
         first = self.check_first_frame(first_frame)
-        key = self.examples.key(s, fps, choice.key) if first is None else None
+        key = self.examples.key(s, fps, choice.key) if first is None and style is None else None
         cached = self.examples.get(key)
         if cached is not None:
             yield self._final(cached, cached=True).values()
@@ -307,7 +340,7 @@ class Studio(InspectHandlers):
         self._cleanup()
         skip = gr.skip()
         progress(0, desc="Encoding the prompt" if self.loaded(choice.key) else "Loading the model")
-        pipe = self.pipe_for(choice.key)
+        pipe = self.pipe_of(choice.key, style, strength)
         clock = JobClock(lambda projected, deadline: (
             f"This clip would take about {projected / 60:.1f} minutes, over this server's limit per clip "
             f"({L.JOB_DEADLINE_MARGIN:g}x its steps at the pace of its first step, {deadline / 60:.1f} minutes "
@@ -341,7 +374,8 @@ class Studio(InspectHandlers):
         enc = self.tok.encode(s.prompt)
         rec = ClipRecord(settings=s, fps=fps, video=video, words=list(enc.words), unknown=list(enc.unknown),
                          truncated=list(enc.truncated), mp4=str(mp4), gif=None, seconds=seconds, rerun=True,
-                         first_frame=first, precision=precision_of(pipe), model=choice.key)
+                         first_frame=first, precision=precision_of(pipe), model=choice.key, style=style,
+                         style_strength=strength)
         if key is not None:
             self.examples.put(key, rec)
         self.prune_cache()
@@ -370,7 +404,8 @@ class Studio(InspectHandlers):
                              "edit again.")
         with self._record_lock:
             if rec.recording is None:              # else another view recorded it meanwhile
-                recording, video = self.record_runner(rec.model, rec.settings, rec.first_frame)
+                recording, video = self.record_runner(rec.model, rec.settings, rec.first_frame, rec.style,
+                                                      rec.style_strength)
                 same = bool(np.array_equal(video, rec.video))
                 if not same:
                     log.warning("clip %s sampled again for its recording differs from the clip shown", rec.id)
@@ -381,9 +416,11 @@ class Studio(InspectHandlers):
             self.records.add(rec)
             return rec.recording
 
-    def record(self, model: str, s: Settings, first_frame=None):
-        """Sample ``s`` with the Inspector attached: (recording, clip t h w 3 uint8). Runs the network."""
-        pipe = self.pipe_for(model)
+    def record(self, model: str, s: Settings, first_frame=None, style: str | None = None,
+               style_strength: float = L.DEFAULT_STYLE_STRENGTH):
+        """Sample ``s`` with the Inspector attached: (recording, clip t h w 3 uint8). Runs the network: the clip's
+        own (``pipe_of``: the model and, where the clip has one, its style at its strength)."""
+        pipe = self.pipe_of(model, style, style_strength)
         inspector = Inspector(pipe.model, x0_steps=self._x0_steps(s), feature_steps=self._feature_steps(s.steps),
                               max_bytes=L.RECORD_MAX_BYTES)
         last = None
@@ -408,4 +445,4 @@ class Studio(InspectHandlers):
             raise LimitError("Nothing to replay yet: generate a clip first.")
         s = rec.settings
         return (s.prompt, s.seed, s.steps, s.guidance, s.frames, s.sampler, s.stride, rec.fps, rec.first_frame,
-                rec.model)
+                rec.model, rec.style or NO_STYLE, rec.style_strength)

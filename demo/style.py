@@ -3,6 +3,7 @@ from __future__ import annotations
 
 CSS = """
 #clip video, .pixelated img, .pixelated canvas { image-rendering: pixelated; }
+#preview img { width: 100%; height: auto; }
 .words { display: flex; flex-wrap: wrap; gap: 2px; align-items: center; min-height: 28px; font-size: 14px; }
 .words .hint { color: #6b7280; font-size: 13px; }
 .words .hint.warn { color: #b45309; margin-left: 6px; }

@@ -260,12 +260,8 @@ def main(argv=None) -> int:
     try:
         from stunet.checkpoint import load_pretrained, read_sampling
         from stunet.precision import resolve
-        from stunet.shapes.prompts import default_prompts, load_prompts, seed_range
-        prompts = load_prompts(args.prompts) if args.prompts else default_prompts()
-        if args.limit is not None:
-            if args.limit < 1:
-                raise ValueError("--limit must be >= 1")
-            prompts = prompts[:args.limit]
+        from stunet.shapes.prompts import seed_range, select_prompts
+        prompts = select_prompts(args.prompts, args.limit)
         if args.batch < 1:
             raise ValueError("--batch must be >= 1")
         seeds = seed_range(args.first_seed, args.seeds)

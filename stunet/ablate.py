@@ -241,12 +241,8 @@ def main(argv=None) -> int:
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     try:
         from .pipeline import Pipeline
-        from .shapes.evaluate import default_prompts, load_prompts
-        prompts = load_prompts(args.prompts) if args.prompts else default_prompts()
-        if args.limit is not None:
-            if args.limit < 1:
-                raise ValueError("--limit must be >= 1")
-            prompts = prompts[:args.limit]
+        from .shapes.prompts import select_prompts
+        prompts = select_prompts(args.prompts, args.limit)
         if args.seeds < 1 or args.batch < 1 or args.first_seed < 0:
             raise ValueError("--seeds and --batch must be >= 1, --first-seed >= 0")
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))

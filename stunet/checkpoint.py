@@ -106,6 +106,31 @@ def estimate_parameters(config: STUNetConfig) -> int:
         return sum(p.numel() for p in STUNet(config).parameters())
 
 
+def read_checked_tensors(path: Path, expected: dict[str, tuple[int, ...]], error: type[Exception] = CheckpointError,
+                         label: str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file that must hold exactly ``expected`` ({name: shape}): names and shapes
+    are checked before any tensor is read; anything wrong (or a corrupt file) raises ``error`` naming ``label``
+    (default: the file's name)."""
+    label = label or Path(path).name
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = set(f.keys())
+            missing, unexpected = sorted(set(expected) - keys), sorted(keys - set(expected))
+            if missing or unexpected:
+                raise error(f"{label} does not match config: missing {missing[:5]}"
+                            f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                            f"{' ...' if len(unexpected) > 5 else ''}")
+            for k in sorted(keys):
+                shape = tuple(f.get_slice(k).get_shape())
+                if shape != expected[k]:
+                    raise error(f"{label}: tensor {k}: shape {shape} in file, {expected[k]} in config")
+            return {k: f.get_tensor(k) for k in sorted(keys)}
+    except error:
+        raise
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise error(f"cannot read {label}: {type(e).__name__}: {e}") from None
+
+
 def load_pretrained(directory: str | Path | None = None) -> tuple[STUNet, Tokenizer]:
     """Strictly load a checkpoint directory; returns (model in eval mode, tokenizer)."""
     d = Path(directory) if directory is not None else default_model_dir()
@@ -127,25 +152,7 @@ def load_pretrained(directory: str | Path | None = None) -> tuple[STUNet, Tokeni
         raise CheckpointError(f"no {WEIGHTS_NAME} in {d.name!r}")
     with _meta_build():
         expected = {k: tuple(v.shape) for k, v in STUNet(config).state_dict().items()}
-    sd = {}
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            keys = set(f.keys())
-            missing, unexpected = sorted(set(expected) - keys), sorted(keys - set(expected))
-            if missing or unexpected:
-                raise CheckpointError(f"{WEIGHTS_NAME} does not match config: missing {missing[:5]}"
-                                      f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
-                                      f"{' ...' if len(unexpected) > 5 else ''}")
-            for k in sorted(keys):
-                shape = tuple(f.get_slice(k).get_shape())
-                if shape != expected[k]:
-                    raise CheckpointError(f"tensor {k}: shape {shape} in file, {expected[k]} in config")
-            for k in sorted(keys):
-                sd[k] = f.get_tensor(k)
-    except CheckpointError:
-        raise
-    except Exception as e:  # safetensors raises its own error types for corrupt files
-        raise CheckpointError(f"cannot read {WEIGHTS_NAME}: {type(e).__name__}: {e}") from None
+    sd = read_checked_tensors(weights, expected, CheckpointError, WEIGHTS_NAME)
     model = STUNet(config)
     model.load_state_dict(sd, strict=True)
     model.eval().requires_grad_(False)

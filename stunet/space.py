@@ -7,7 +7,9 @@
 
 ``export`` writes ``app.py``, ``demo/``, ``stunet/`` (no ``__pycache__``), the shipped model's
 inference files from ``assets/stunet-shapes/`` (``SHIPPED_MODEL_FILES``; and those of the distilled
-``assets/stunet-shapes-fast/``, ``FAST_MODEL_FILES``, and of the keyframe cascade with its
+``assets/stunet-shapes-fast/``, ``FAST_MODEL_FILES``, of the one-pass ``assets/stunet-shapes-one-pass/``,
+``ONE_PASS_MODEL_FILES``, the styles of ``assets/stunet-shapes-styles/`` (``STYLES_FILES``, ``STYLE_FILES``), and
+of the keyframe cascade with its
 equal-budget STUNet and ``stunet compare`` output, ``assets/stunet-cascade/``, ``CASCADE_MODEL_FILES``,
 where they exist: not ``train_state/``, which only resuming needs, nor ``train.log``, the training
 history, which stays in the source repository), a ``README.md`` with the Space's front matter
@@ -47,7 +49,8 @@ __all__ = [  # export and push, and the rules of stunet.space_rules they are che
     "parse_front_matter", "front_matter_block", "Problem", "SpaceError", "RULES", "HARDWARE", "DEFAULT_HARDWARE",
     "ZERO_GPU_TORCH", "ZERO_GPU_PYTHON", "SPACES_PIN", "CPU_INDEX", "MAX_PLAIN_BYTES", "MAX_FILE_BYTES",
     "MAX_TOTAL_BYTES", "SKIPPED", "ROOT", "SHIPPED_MODEL", "SHIPPED_MODEL_FILES", "FAST_MODEL", "FAST_MODEL_FILES",
-    "CASCADE_MODEL", "CASCADE_MODEL_FILES", "CODE_DIRS", "LFS_EXTENSIONS", "LFS_ATTRS",
+    "CASCADE_MODEL", "CASCADE_MODEL_FILES", "ONE_PASS_MODEL", "ONE_PASS_MODEL_FILES", "STYLES", "STYLES_FILES",
+    "STYLE_FILES", "exported_models", "CODE_DIRS", "LFS_EXTENSIONS", "LFS_ATTRS",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +65,14 @@ CASCADE_MODEL = Path("assets") / "stunet-cascade"
 CASCADE_MODEL_FILES = ("config.json", "README.md", "net/config.json", "net/model.safetensors", "net/sampling.json",
                        "net/vocab.json", "equal-budget-stunet/config.json", "equal-budget-stunet/model.safetensors",
                        "equal-budget-stunet/vocab.json", "rate_error.png", "results.json", "table.md")
+# The one-pass (guidance-distilled) model of issue 29 (``stunet.guidance_distill``), where it is shipped.
+ONE_PASS_MODEL = Path("assets") / "stunet-shapes-one-pass"
+ONE_PASS_MODEL_FILES = ("config.json", "model.safetensors", "vocab.json", "sampling.json", "README.md")
+# The styles of issue 33 (``stunet stylize``): the folder's card and, for every style sub-folder (one with a
+# ``style.json``), what ``stunet.style_weights.load_style`` reads.
+STYLES = Path("assets") / "stunet-shapes-styles"
+STYLES_FILES = ("README.md",)
+STYLE_FILES = ("config.json", "style.safetensors", "style.json")
 CODE_DIRS = ("demo", "stunet")
 LFS_EXTENSIONS = ("safetensors", "bin", "pt", "pth", "ckpt", "onnx", "npz", "npy", "png", "jpg", "jpeg",
                   "gif", "webp", "bmp", "tif", "tiff", "mp4", "webm", "mov", "avi", "wav", "mp3", "ogg",
@@ -204,6 +215,22 @@ def _prepare(dest: Path, overwrite: bool, root: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
 
 
+def exported_models(root: Path = ROOT) -> dict[Path, tuple[str, ...]]:
+    """{folder under ``root``: the file names export copies from it}: the shipped model always; the fast, one-pass
+    and cascade models and the styles where the repository has them (a style is a sub-folder of ``STYLES`` with a
+    ``style.json``; its training state and log stay behind)."""
+    models = {SHIPPED_MODEL: SHIPPED_MODEL_FILES}
+    for optional, names in ((FAST_MODEL, FAST_MODEL_FILES), (ONE_PASS_MODEL, ONE_PASS_MODEL_FILES),
+                            (CASCADE_MODEL, CASCADE_MODEL_FILES)):
+        if (root / optional).is_dir():
+            models[optional] = names
+    styles = sorted(d for d in (root / STYLES).glob("*/") if (d / "style.json").is_file())
+    if styles:
+        models[STYLES] = STYLES_FILES
+        models.update({STYLES / d.name: STYLE_FILES for d in styles})
+    return models
+
+
 def export(dest: str | Path, overwrite: bool = False, root: Path = ROOT,
            hardware: str = DEFAULT_HARDWARE) -> list[Path]:
     """Write exactly what the Space needs on ``hardware`` (``HARDWARE``) into ``dest``; returns the files written
@@ -217,10 +244,7 @@ def export(dest: str | Path, overwrite: bool = False, root: Path = ROOT,
     gradio_version = pinned_version(req_lines, "gradio")
     if gradio_version is None:
         raise SpaceError("requirements.txt: no gradio==X pin to take the Space's sdk_version from")
-    models = {SHIPPED_MODEL: SHIPPED_MODEL_FILES}
-    for optional, names in ((FAST_MODEL, FAST_MODEL_FILES), (CASCADE_MODEL, CASCADE_MODEL_FILES)):
-        if (root / optional).is_dir():
-            models[optional] = names
+    models = exported_models(root)
     missing = [str(d / f) for d, names in models.items() for f in names if not (root / d / f).is_file()]
     missing += [p for p in ("app.py", *CODE_DIRS) if not (root / p).exists()]
     if missing:

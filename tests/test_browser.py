@@ -1,7 +1,8 @@
 """The studio in a real browser: Debian's chromium driven by Playwright (never ``playwright install``).
 
-Open the page, type a prompt, press Generate, wait until the clip plays, open Inspect,
-move the step slider and see the temporal-attention heat map change. Screenshots go to
+Open the page, type a prompt, pick a style (issue 33) and its strength, press Generate, wait until the clip
+plays, open Inspect (recorded again in the same style), move the step slider and see the temporal-attention
+heat map change. Screenshots go to
 ``test-artifacts/``. Skipped when /usr/bin/chromium is missing, unless CI is set (then it fails).
 """
 from __future__ import annotations
@@ -37,9 +38,12 @@ def _need_chromium():
 
 
 @pytest.fixture(scope="module")
-def url(tiny_checkpoint):
+def url(tiny_checkpoint, tiny_model, tmp_path_factory):
     _need_chromium()
-    with launched_app(tiny_checkpoint) as (_, local):
+    from test_studio_styles import make_style
+    styles = tmp_path_factory.mktemp("styles")
+    make_style(tiny_model, styles / "outline", "outline")         # the Style choice's one style (the tiny model's)
+    with launched_app(tiny_checkpoint, styles=styles) as (_, local):
         yield local
 
 
@@ -72,19 +76,28 @@ def test_generate_play_and_inspect(page):
     pg.wait_for_selector("#prompt-words .chip.unknown")          # the unknown word is flagged as you type
     assert pg.locator("#prompt-words .chip.unknown").evaluate(     # styled by the page's CSS (demo/style.py)
         "e => getComputedStyle(e).textDecorationLine") == "line-through"
+    pg.click("#advanced .label-wrap")                               # Advanced: a style at a strength
+    pg.click("#style input")
+    pg.click("[role=option][aria-label='outline']")
+    assert pg.input_value("#style input") == "outline"
+    pg.fill("#style-strength input[type=number]", "0.75")
+    pg.press("#style-strength input[type=number]", "Enter")
     t0 = time.perf_counter()
     pg.click("#generate-btn")
     pg.wait_for_function("""() => { const v = document.querySelector('#clip video');
         return v && !v.paused && v.currentTime > 0; }""", polling=50)
     playing = time.perf_counter() - t0
     assert pg.locator("#clip video").evaluate("v => v.loop && v.autoplay")
-    assert "seed 0" in pg.inner_text("#status")
+    status = pg.inner_text("#status")
+    assert "seed 0" in status and "style outline at 0.75" in status, status
     pg.screenshot(path=str(ARTIFACTS / "studio-generate.png"), full_page=True)
 
     pg.click("button[role=tab]:has-text('Inspect')")
     pg.wait_for_function("() => !!document.querySelector('#t-matrix .js-plotly-plot')")
     pg.wait_for_function("() => !!document.querySelector('#pyramid .js-plotly-plot')")
     pg.wait_for_function("() => !!document.querySelector('#filmstrip img')")
+    info = pg.inner_text("#inspect-info")                          # recorded again, in the same style
+    assert "style outline at 0.75" in info and "came out identical" in info, info
     before = _matrix(pg)
     assert before and f"step {STEPS - 1}" in before
     slider = pg.locator("#step input[type=range]")

@@ -30,6 +30,18 @@ def test_load_prompts(tmp_path):
         E.load_prompts(f)
 
 
+def test_select_prompts(tmp_path):
+    from stunet.shapes.prompts import select_prompts
+    assert select_prompts() == E.default_prompts()
+    assert select_prompts(None, 3) == E.default_prompts()[:3]
+    f = tmp_path / "p.txt"
+    f.write_text("a red circle moving left\na blue square quickly spinning\n")
+    assert select_prompts(f, 1) == ["a red circle moving left"]
+    assert select_prompts(f, 10) == ["a red circle moving left", "a blue square quickly spinning"]
+    with pytest.raises(ValueError, match="--limit must be >= 1"):
+        select_prompts(f, 0)
+
+
 def test_ceiling_is_perfect_on_the_default_prompts():
     r = E.evaluate_model(None, prompts=E.default_prompts(), seeds=1)
     c = r["ceiling"]

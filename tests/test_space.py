@@ -237,10 +237,8 @@ def test_export_writes_exactly_the_space(tmp_path, capsys, hardware):
     assert "ready for a Space" in capsys.readouterr().out
     hardware = hardware or space.DEFAULT_HARDWARE
     files = {f.relative_to(out).as_posix() for f in space.list_files(out)}
-    model = {f"assets/stunet-shapes/{n}" for n in space.SHIPPED_MODEL_FILES}
-    for d, names in ((space.FAST_MODEL, space.FAST_MODEL_FILES), (space.CASCADE_MODEL, space.CASCADE_MODEL_FILES)):
-        if (ROOT / d).is_dir():
-            model |= {f"{d.as_posix()}/{n}" for n in names}
+    model = {f"{d.as_posix()}/{n}" for d, names in space.exported_models(ROOT).items() for n in names}
+    assert {f"assets/stunet-shapes/{n}" for n in space.SHIPPED_MODEL_FILES} <= model
     code = {p.relative_to(ROOT).as_posix() for d in ("stunet", "demo") for p in (ROOT / d).rglob("*.py")
             if "__pycache__" not in p.parts}
     assert "stunet/shapes/world.py" in code                     # subpackages go too
@@ -266,6 +264,21 @@ def test_export_writes_exactly_the_space(tmp_path, capsys, hardware):
     for ext in ("safetensors", "png", "gif", "mp4", "npz", "jpg", "webp"):
         assert space.lfs_covered(f"x/y.{ext}", r)
     assert space.check(out) == []
+
+
+def test_exported_models_take_the_optional_ones_and_every_style(tmp_path):
+    assert space.exported_models(tmp_path) == {space.SHIPPED_MODEL: space.SHIPPED_MODEL_FILES}
+    for d in (space.ONE_PASS_MODEL, space.STYLES / "outline", space.STYLES / "stripes", space.STYLES / "notastyle"):
+        (tmp_path / d).mkdir(parents=True)
+    for name in ("outline", "stripes"):
+        (tmp_path / space.STYLES / name / "style.json").write_text("{}")
+    m = space.exported_models(tmp_path)
+    assert m[space.ONE_PASS_MODEL] == space.ONE_PASS_MODEL_FILES and m[space.STYLES] == space.STYLES_FILES
+    assert m[space.STYLES / "outline"] == m[space.STYLES / "stripes"] == space.STYLE_FILES
+    assert space.STYLES / "notastyle" not in m and space.FAST_MODEL not in m
+    (tmp_path / "requirements.txt").write_text((ROOT / "requirements.txt").read_text())
+    with pytest.raises(space.SpaceError, match="stunet-shapes-styles/outline/style.safetensors"):
+        space.export(tmp_path / "out", root=tmp_path)            # a style missing its weights is named
 
 
 def test_export_refuses_non_empty_folder_and_overwrite_replaces(tmp_path, capsys):

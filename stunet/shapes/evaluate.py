@@ -30,7 +30,7 @@ from ..defaults import GUIDANCE, PRECISIONS, SAMPLER, SAMPLERS, STEPS, parse_int
 from . import world
 from .metrics import ClipScore, evaluate_clip
 from .periodic import KEYFRAME_STRIDE, NYQUIST, RATE_TOLERANCE, format_periodic_table, periodic_report
-from .prompts import batch_generator, default_prompts, load_prompts, seed_list, seed_range, world_seed
+from .prompts import batch_generator, default_prompts, load_prompts, seed_list, seed_range, select_prompts, world_seed
 
 METRICS = ("color", "shape", "motion", "coherence")
 LABELS = {"color": "colour", "shape": "shape", "motion": "motion", "coherence": "coherence"}
@@ -278,11 +278,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        prompts = load_prompts(args.prompts) if args.prompts else default_prompts()
-        if args.limit is not None:
-            if args.limit < 1:
-                raise ValueError("--limit must be >= 1")
-            prompts = prompts[:args.limit]
+        prompts = select_prompts(args.prompts, args.limit)
         from ..checkpoint import read_sampling
         d_sampling = read_sampling(args.model)          # a distilled model's own steps / guidance / solver
         args.steps = d_sampling.steps if args.steps is None else args.steps

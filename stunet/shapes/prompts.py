@@ -84,6 +84,17 @@ def load_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
+def select_prompts(path: str | Path | None = None, limit: int | None = None) -> list[str]:
+    """The command lines' ``--prompts FILE --limit N``: the file's captions (default: ``default_prompts``),
+    the first ``limit`` of them when given."""
+    prompts = load_prompts(path) if path else default_prompts()
+    if limit is not None:
+        if limit < 1:
+            raise ValueError("--limit must be >= 1")
+        prompts = prompts[:limit]
+    return prompts
+
+
 def seed_list(seeds) -> list[int]:
     """``seeds``: a count N (seeds 0..N-1) or the seeds themselves."""
     if isinstance(seeds, (int, np.integer)):
