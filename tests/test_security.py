@@ -81,6 +81,16 @@ BAD_UPLOADS = {   # name -> (bytes, what the message must say)
 }
 
 
+GENERATE_HEAD = (PROMPT, 0, 1, 3.0, 8, "dpm++", 1, 8)   # prompt, seed, steps, guidance, frames, sampler, stride, fps
+
+
+def generate_data(*head, first_frame=None, model=None, style="None", style_strength=1.0) -> list:
+    """Every input of /generate in order, as a raw call must send them (Gradio refuses a short list before the
+    handler runs, which would make a test of the handler's own checks pass vacuously): ``head`` replaces the
+    leading values of ``GENERATE_HEAD``; ``test_generate_data_is_every_input_of_the_endpoint`` keeps it whole."""
+    return [*head, *GENERATE_HEAD[len(head):], first_frame, model, style, style_strength]
+
+
 def raw_get(url: str, path: str, method: str = "GET") -> tuple[int, bytes]:
     """Send ``path`` byte for byte (no client-side normalisation of ``..`` or %-escapes)."""
     host, port = url.split("//")[1].strip("/").split(":")
@@ -209,7 +219,7 @@ def test_eight_concurrent_api_calls_equal_their_sequential_twins(url, client):
 
 
 # ============================================================================ 2. bounded
-LIMIT_CASES = [   # (args after the prompt ..., what the message must name)
+LIMIT_CASES = [   # (the leading inputs, or the named ones that differ from generate_data's; what the message names)
     (("x " * 101, 0, 1, 3.0, 8), "at most 200 characters"),
     ((PROMPT, -1, 1, 3.0, 8), "Seed must be a whole number from 0 to 2147483647"),
     ((PROMPT, 2**31, 1, 3.0, 8), "Seed must be a whole number from 0 to 2147483647"),
@@ -227,6 +237,11 @@ LIMIT_CASES = [   # (args after the prompt ..., what the message must name)
     ((PROMPT, 0, 1, 3.0, 8, "dpm++", 3, 8), "Stride must be"),
     ((PROMPT, 0, 1, 3.0, 8, "dpm++", 1, 0), "Frame rate must be a whole number from 1 to 30"),
     ((PROMPT, 0, 1, 3.0, 8, "dpm++", 1, 31), "Frame rate must be a whole number from 1 to 30"),
+    ({"style": "watercolour"}, "Style must be one of: None"),
+    ({"style": 3}, "Style must be one of: None"),
+    ({"style_strength": 1.5}, "Style strength must be a number from 0 to 1"),
+    ({"style_strength": -0.1}, "Style strength must be a number from 0 to 1"),
+    ({"style_strength": "x"}, "Style strength must be a number from 0 to 1"),
 ]
 
 
@@ -235,7 +250,7 @@ def test_every_limit_is_checked_on_the_server_and_named(url, studio):
     """Raw API calls (no widget, no client-side check): each over-limit value gets a message naming the limit,
     before any model call."""
     for args, msg in LIMIT_CASES:
-        data = list(args) + ["dpm++", 1, 8][len(args) - 5:] + [None, None]   # all ten inputs; no first frame, default model
+        data = generate_data(*args) if isinstance(args, tuple) else generate_data(**args)
         with slow_model(studio.pipe.model, 0) as calls:
             kind, err = raw_call(url, data)
         assert kind == "error" and msg in err, (args, kind, err)
@@ -256,6 +271,17 @@ def test_widget_bounds_match_the_server_limits(app):
     assert comps["prompt"].max_length == L.MAX_PROMPT_CHARS
     assert d.max_file_size == L.MAX_UPLOAD_BYTES
     assert d._queue.max_size == L.QUEUE_MAX_SIZE
+
+
+@pytest.mark.integration
+def test_generate_data_is_every_input_of_the_endpoint(app, url):
+    """The raw calls above send every input: a list one short would be refused by Gradio itself and the
+    tests of the handler's own checks would pass without reaching them."""
+    d = app[0]
+    fn = next(f for f in d.fns.values() if f.api_name == "generate")
+    assert len(generate_data()) == len(fn.inputs)
+    kind, out = raw_call(url, generate_data())
+    assert kind == "complete", out
 
 
 def test_error_text_is_escaped():
@@ -303,11 +329,12 @@ def test_html_in_a_valid_prompt_is_escaped_in_the_status(client):
 
 @pytest.mark.integration
 def test_malformed_raw_calls_are_refused_without_internals(url, studio):
-    for body in ['{"data": ["a red circle", NaN, 1, 3.0, 8, "dpm++", 1, 8, null, null]}',
-                 '{"data": ["a red circle", 0, 1, Infinity, 8, "dpm++", 1, 8, null, null]}',
-                 '{"data": ["a red circle", 0, 1, 1e999, 8, "dpm++", 1, 8, null, null]}',
-                 '{"data": ["a red \\ud800 circle", 0, 1, 3.0, 8, "dpm++", 1, 8, null, null]}',
-                 '{"data": ["a red circle", {"a": [1, 2]}, [], "x", true, ["dpm++"], null, "8", null, null]}',
+    def body(*head, **named) -> str:       # every input, as JSON with NaN / Infinity where Python floats have them
+        return json.dumps({"data": generate_data(*head, **named)})
+    for body in [body("a red circle", float("nan")), body("a red circle", 0, 1, float("inf")),
+                 body("a red circle", 0, 1, 3.0).replace("3.0", "1e999"), body("a red \ud800 circle"),
+                 body("a red circle", 0, 1, 3.0, 8, style_strength=float("nan")),
+                 body("a red circle", {"a": [1, 2]}, [], "x", True, ["dpm++"], None, "8"),
                  '{"data": []}', '{"data": "x"}', 'not json', '{"data": ["' + "a" * 100_000 + '"]}']:
         with slow_model(studio.pipe.model, 0) as calls:
             kind, err = raw_call(url, body)
@@ -368,7 +395,7 @@ def test_first_frame_must_be_an_upload_of_this_app(url, app):
         for value in ({"path": str(outside)}, {"path": "/etc/passwd"}, {"path": str(ckpt / "model.safetensors")},
                       {"path": f"{ckpt}/../../../etc/passwd"}, {"path": "http://127.0.0.1:1/x.png"},
                       {"path": str(outside), "meta": {"_type": "gradio.FileData"}}, "/etc/passwd", 5, ["x"]):
-            kind, err = raw_call(url, [PROMPT, 0, 1, 3.0, 8, "dpm++", 1, 8, value, None])
+            kind, err = raw_call(url, generate_data(first_frame=value))
             assert kind == "error", value
             assert err is None or is_clear_message(err), (value, err)
             assert "root:" not in json.dumps(err)
@@ -617,7 +644,7 @@ SECRET = "STUNET_TEST_SECRET=do-not-serve-" + uuid.uuid4().hex
 @pytest.mark.integration
 def test_file_route_serves_own_outputs_and_refuses_everything_else(app, monkeypatch, tmp_path):
     d, url, ckpt = app
-    kind, out = raw_call(url, [PROMPT, 3, 1, 3.0, 8, "dpm++", 1, 8, None, None])
+    kind, out = raw_call(url, generate_data(PROMPT, 3))
     assert kind == "complete"
     video_url = out[0]["video"]["url"] if "video" in out[0] else out[0]["url"]
     path = video_url.split("/gradio_api/file=", 1)[1]
