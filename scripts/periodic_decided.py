@@ -24,11 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from stunet.defaults import PRECISIONS
-from stunet.pipeline import Pipeline
-from stunet.shapes import periodic, world
-from stunet.shapes.prompts import batch_generator, default_prompts, seed_range
-from stunet.video import to_uint8
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from stunet.defaults import PRECISIONS  # noqa: E402
+from stunet.pipeline import Pipeline  # noqa: E402
+from stunet.shapes import periodic, world  # noqa: E402
+from stunet.shapes.prompts import batch_generator, default_prompts, seed_range  # noqa: E402
+from stunet.video import to_uint8  # noqa: E402
 
 
 def periodic_prompts(prompts=None) -> list[str]:
