@@ -27,10 +27,11 @@ temporal convolutions at the finer levels, attention at the coarsest) are added 
 and start as identities. Clips longer than the training window are denoised as overlapping windows whose
 predictions are averaged at every step (MultiDiffusion).
 
-Because space and time live in different layers, appearance can be exchanged without touching motion
-(Lumiere section 4.1, stylized generation): a *Style* (Generate, Advanced) is the image layers fine-tuned on
-frames drawn in one style, mixed with the originals at the chosen strength, while every temporal layer stays
-as it is: the clip changes its look and keeps its motion.
+Because space and time live in different layers, Lumiere exchanges appearance by swapping only the image
+layers (section 4.1, stylized generation): a *Style* (Generate, Advanced, where the server offers styles) is
+the image layers fine-tuned on frames drawn in one style, mixed with the originals at the chosen strength,
+every temporal layer kept. On this small model that does not yet keep the motion: at full strength the
+measured motion falls by 43-60 points (docs/style-attempt in the source repository).
 
 The picture: each box is a level's feature volume, front face = height × width, depth = frames;
 orange = temporal attention. The Inspect tab shows what actually happens in each of them for your clip.

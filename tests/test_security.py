@@ -329,12 +329,12 @@ def test_html_in_a_valid_prompt_is_escaped_in_the_status(client):
 
 @pytest.mark.integration
 def test_malformed_raw_calls_are_refused_without_internals(url, studio):
-    def body(*head, **named) -> str:       # every input, as JSON with NaN / Infinity where Python floats have them
+    def every_input(*head, **named) -> str:    # as JSON, with NaN / Infinity where Python floats have them
         return json.dumps({"data": generate_data(*head, **named)})
-    for body in [body("a red circle", float("nan")), body("a red circle", 0, 1, float("inf")),
-                 body("a red circle", 0, 1, 3.0).replace("3.0", "1e999"), body("a red \ud800 circle"),
-                 body("a red circle", 0, 1, 3.0, 8, style_strength=float("nan")),
-                 body("a red circle", {"a": [1, 2]}, [], "x", True, ["dpm++"], None, "8"),
+    for body in [every_input("a red circle", float("nan")), every_input("a red circle", 0, 1, float("inf")),
+                 every_input("a red circle", 0, 1, 3.0).replace("3.0", "1e999"), every_input("a red \ud800 circle"),
+                 every_input("a red circle", 0, 1, 3.0, 8, style_strength=float("nan")),
+                 every_input("a red circle", {"a": [1, 2]}, [], "x", True, ["dpm++"], None, "8"),
                  '{"data": []}', '{"data": "x"}', 'not json', '{"data": ["' + "a" * 100_000 + '"]}']:
         with slow_model(studio.pipe.model, 0) as calls:
             kind, err = raw_call(url, body)
