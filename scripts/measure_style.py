@@ -230,7 +230,11 @@ def measure(base, tok, styles: list, strengths: list[float], prompts: list[str],
 
 
 def label_of(style) -> str:
-    return style.name + (" + temporal (control)" if stylize.TEMPORAL in style.groups else "")
+    """The table's name for a style: its style, `(clips)` when fine-tuned on moving clips (``--data clips``),
+    `+ temporal (control)` for the negative control."""
+    clips = style.info.get("run", {}).get("data", "frames") == "clips"
+    return (style.name + (" (clips)" if clips else "")
+            + (" + temporal (control)" if stylize.TEMPORAL in style.groups else ""))
 
 
 def parse_args(argv=None):

@@ -21,6 +21,17 @@ built the same way (``stunet.train``: an image U-Net, then inflated), so the sam
   ``--train-temporal`` is the issue's negative control: the whole STUNet (temporal layers included, text
   encoder still frozen) is fine-tuned on the same frames, each repeated into a still clip (the only way a
   video model sees an image), so its temporal layers are free to learn that nothing moves.
+* **Frames or clips** (``--data``). ``frames`` is Lumiere's recipe as written: the image U-Net on single
+  frames. It relies on what Lumiere's training guarantees and ours does not: Lumiere keeps its text-to-image
+  weights frozen while the temporal layers are trained (section 3), so those layers learn to read whatever
+  the image layers make; our video stage trained the spatial layers together with the temporal ones, so the
+  spatial layers carry part of the motion, and moving them alone on frames moves the clip's motion with them
+  (``docs/style-attempt/``). ``clips`` keeps the split and the file format and changes only the data: the
+  whole STUNet runs on moving world clips drawn in the style (the video stage's clip kinds, strides,
+  conditioning tasks and high-noise share), and only the spatial tensors are trainable; the temporal and text
+  tensors are frozen in the network (``requires_grad`` off) and checked bit-identical to the base's before
+  every checkpoint, and the style file still holds only the spatial tensors. The style is then learned by
+  spatial weights that were trained against the frozen temporal layers, as Lumiere's are.
 * **A style directory**: ``config.json`` (the base's config), ``style.safetensors`` (the styled tensors:
   spatial only; spatial and temporal for the control), ``style.json`` (format, style, the base's config hash
   and weights hash, the groups held, the step, the run), ``train.log`` (JSON lines) and ``train_state/``
@@ -56,7 +67,7 @@ from .diffusion import alphas_cumprod
 from .model import STUNet
 from .precision import resolve as resolve_precision
 from .shapes import world
-from .shapes.data import CAPTION_DROPOUT, Batch, stride_probs, to_tensor
+from .shapes.data import CAPTION_DROPOUT, Batch, stride_probs, to_tensor, video_batch
 from .style_weights import (CONFIG_NAME, GROUPS, SPATIAL, STYLE_FORMAT, STYLE_JSON, STYLE_VERSION,  # noqa: F401
                             STYLE_WEIGHTS, TEMPORAL, TEXT, Style, StyleError, apply_style, check_style,
                             config_hash, group_names, load_style, param_group, read_style_info,
@@ -66,6 +77,7 @@ from .training_loop import (JsonLog, LoopConfig, Optimisation, OptimConfig, add_
                             precision_record, save_state)
 
 TASK_PROBS = (0.8, 0.0, 0.2, 0.0)      # as the image stage (train.run_stage): no conditioning, or a region
+DATA = ("frames", "clips")              # what the spatial fine-tune sees (module docstring)
 WORLD_FRAMES = world.BASE_SPAN          # a frame is drawn from a moment of a clip this long
 
 
@@ -86,10 +98,14 @@ def style_frames(rng: np.random.Generator, size: int, n: int, style: str) -> tup
 
 
 def style_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, batch: int, style: str,
-                caption_dropout: float = CAPTION_DROPOUT) -> Batch:
-    """A training batch of styled frames: b 3 1 h w for an image U-Net; for a video model (the negative
-    control) each frame repeated into a still clip of ``cfg.frames / stride`` frames at a stride drawn as the
-    video stage draws it. ``caption_dropout`` of the captions are the empty prompt (guidance stays trained)."""
+                caption_dropout: float = CAPTION_DROPOUT, data: str = "frames") -> Batch:
+    """A training batch in ``style``. ``data="clips"``: moving world clips (``video_batch``: b 3 t h w, the
+    video stage's kinds and strides). ``frames``: single frames, b 3 1 h w for an image U-Net; for a video
+    model (the negative control) each frame repeated into a still clip of ``cfg.frames / stride`` frames at a
+    stride drawn as the video stage draws it. ``caption_dropout`` of the captions are the empty prompt
+    (guidance stays trained)."""
+    if data == "clips":
+        return video_batch(rng, tok, cfg, batch, caption_dropout=caption_dropout, style=style)
     frames, captions = style_frames(rng, cfg.height, batch, style)
     captions = [c if rng.random() >= caption_dropout else "" for c in captions]
     ids, _ = tok.batch(captions)
@@ -120,6 +136,7 @@ class StylizeConfig:
     minutes: float = float("inf")
     resume: bool = False
     train_temporal: bool = False
+    data: str = "frames"                 # DATA: single frames (Lumiere's recipe) or moving clips
     precision: str = PRECISION
     threads: int = 0
     device: str = "auto"
@@ -133,6 +150,8 @@ class StylizeConfig:
         for name in ("iters", "warmup", "log_every", "ckpt_every", "val_batches"):
             if getattr(self, name) < (0 if name in ("iters", "val_batches") else 1):
                 raise ValueError(f"{name} must be >= {0 if name in ('iters', 'val_batches') else 1}")
+        if self.data not in DATA:
+            raise ValueError(f"data must be one of {', '.join(DATA)}, got {self.data!r}")
         if self.batch is not None and self.batch < 1:
             raise ValueError("batch must be >= 1")
         if not 0.0 < self.ema < 1.0 or not self.lr > 0:
@@ -140,17 +159,23 @@ class StylizeConfig:
 
     @property
     def frames_per_step(self) -> int:
-        return self.batch if self.batch is not None else (8 if self.train_temporal else 64)
+        return self.batch if self.batch is not None else (8 if self.video_network else 64)
+
+    @property
+    def video_network(self) -> bool:
+        """Whether the network trained is the whole STUNet (clips, or the control) rather than the image U-Net."""
+        return self.train_temporal or self.data == "clips"
 
     @property
     def groups(self) -> list[str]:
         return [SPATIAL, TEMPORAL] if self.train_temporal else [SPATIAL]
 
 
-def trainable_network(base: STUNet, train_temporal: bool) -> STUNet:
-    """What is trained: the base's image U-Net (its non-temporal tensors, loaded strictly), or for the negative
-    control a copy of the whole STUNet; the text encoder frozen in both."""
-    if train_temporal:
+def trainable_network(base: STUNet, train_temporal: bool, data: str = "frames") -> STUNet:
+    """What is trained: the base's image U-Net (its non-temporal tensors, loaded strictly; ``data="frames"``),
+    or a copy of the whole STUNet (clips, or the negative control) whose temporal tensors are frozen unless
+    ``train_temporal``; the text encoder frozen always."""
+    if train_temporal or data == "clips":
         net = copy.deepcopy(base)
     else:
         net = STUNet(base.config.image())
@@ -158,6 +183,10 @@ def trainable_network(base: STUNet, train_temporal: bool) -> STUNet:
         net.load_state_dict(own, strict=True)
     net = net.cpu().to(torch.float32).train().requires_grad_(True)
     net.text_encoder.requires_grad_(False)
+    if not train_temporal:
+        for k, p in net.named_parameters():
+            if param_group(k) == TEMPORAL:
+                p.requires_grad_(False)
     return net
 
 
@@ -169,9 +198,9 @@ def styled_tensors(net: STUNet, groups) -> dict:
 
 def verify_frozen(base: STUNet, net: STUNet, groups) -> dict:
     """The check every checkpoint is written after: each tensor of the trained network ``net`` outside
-    ``groups`` (the frozen text encoder; for the negative control nothing else) is bit-identical to the base's,
-    and the temporal tensors, unless trained, are not in ``net`` at all. Returns the parameters checked per
-    group; raises RuntimeError otherwise (a bug, never a user error)."""
+    ``groups`` (the frozen text encoder; the temporal tensors unless trained) is bit-identical to the base's or,
+    for temporal tensors of an image U-Net, not in ``net`` at all. Returns the parameters checked per group;
+    raises RuntimeError otherwise (a bug, never a user error)."""
     own, ref = net.state_dict(), base.state_dict()
     checked: dict[str, int] = {}
     for k, v in ref.items():
@@ -183,8 +212,6 @@ def verify_frozen(base: STUNet, net: STUNet, groups) -> dict:
         if k not in own and g != TEMPORAL:
             raise RuntimeError(f"tensor {k} ({g}) is missing from the trained network")
         checked[g] = checked.get(g, 0) + v.numel()
-    if TEMPORAL not in groups and any(param_group(k) == TEMPORAL for k in own):
-        raise RuntimeError("the spatial fine-tune's network holds temporal tensors")
     return checked
 
 
@@ -209,12 +236,23 @@ def write_style(out: Path, base: STUNet, base_model: str, rc: StylizeConfig, ten
 def validation_batches(tok: Tokenizer, cfg: STUNetConfig, rc: StylizeConfig) -> list[Batch]:
     """Fixed held-out batches (their own seed, captions kept), the same at every evaluation."""
     rng = np.random.default_rng([rc.seed, 99991])
-    return [style_batch(rng, tok, cfg, min(rc.frames_per_step, 16), rc.style, caption_dropout=0.0)
+    return [style_batch(rng, tok, cfg, min(rc.frames_per_step, 16), rc.style, caption_dropout=0.0, data=rc.data)
             for _ in range(rc.val_batches)]
 
 
+def loss_setting(data: str) -> tuple:
+    """(conditioning task probabilities, high-noise share) of the loss: the image stage's for frames, the
+    video stage's (``stunet.train``) for clips."""
+    if data == "clips":
+        from .train import TASK_PROBS as VIDEO_TASKS
+        from .train import RunConfig
+        return VIDEO_TASKS, (RunConfig.high_noise_frac, RunConfig.high_noise_from)
+    return TASK_PROBS, (0.0, 1.0)
+
+
 @torch.no_grad()
-def validation_loss(net: STUNet, held: list[Batch], ac: torch.Tensor, autocast, seed: int = 0) -> float | None:
+def validation_loss(net: STUNet, held: list[Batch], ac: torch.Tensor, autocast, seed: int = 0,
+                    data: str = "frames") -> float | None:
     """Mean loss of ``net`` on ``held`` with fixed noise, timesteps and conditioning: comparable across steps."""
     from .train import loss_fn
     if not held:
@@ -224,7 +262,7 @@ def validation_loss(net: STUNet, held: list[Batch], ac: torch.Tensor, autocast, 
         rng = np.random.default_rng([seed, 7, i])
         gen = torch.Generator().manual_seed(seed * 1_000_003 + i)
         with autocast:
-            losses.append(loss_fn(net, net.config, ac, b, rng, gen, TASK_PROBS).item())
+            losses.append(loss_fn(net, net.config, ac, b, rng, gen, *loss_setting(data)).item())
     return round(float(np.mean(losses)), 6)
 
 
@@ -235,9 +273,10 @@ def _resume(out: Path, rc: StylizeConfig, net: STUNet, base: STUNet, base_hash: 
         raise ValueError(f"--resume: no train_state in {out}")
     info = read_style_info(out)
     run = saved.info.get("run", {})
-    if saved.stage != "stylize" or run.get("style") != rc.style or bool(run.get("train_temporal")) != rc.train_temporal:
+    if (saved.stage != "stylize" or run.get("style") != rc.style
+            or bool(run.get("train_temporal")) != rc.train_temporal or run.get("data", "frames") != rc.data):
         raise ValueError(f"--resume: {out} holds another run (stage {saved.stage!r}, style {run.get('style')!r}, "
-                         f"train_temporal {run.get('train_temporal')!r})")
+                         f"train_temporal {run.get('train_temporal')!r}, data {run.get('data', 'frames')!r})")
     if info["base_hash"] != base_hash:
         raise ValueError(f"--resume: {out} was fine-tuned from other base weights ({info.get('base_model')})")
     if info.get("step") != saved.step:
@@ -258,7 +297,7 @@ def train(base: STUNet, tok: Tokenizer, rc: StylizeConfig, precision, log, base_
     deadline = time.time() + rc.minutes * 60
     base = base.eval()
     base_hash = weights_hash(base)
-    net = trainable_network(base, rc.train_temporal)
+    net = trainable_network(base, rc.train_temporal, rc.data)
     step, opt_sd, ema_sd = 0, None, None
     if rc.resume:
         step, opt_sd, ema_sd = _resume(out, rc, net, base, base_hash)
@@ -272,7 +311,7 @@ def train(base: STUNet, tok: Tokenizer, rc: StylizeConfig, precision, log, base_
         d = trained if p.requires_grad else frozen
         d[param_group(k)] = d.get(param_group(k), 0) + p.numel()
     absent = sum(v.numel() for k, v in base.state_dict().items() if k not in net.state_dict())
-    log({"event": "parameters", "network": "stunet" if rc.train_temporal else "image_unet", "trained": trained,
+    log({"event": "parameters", "network": "stunet" if rc.video_network else "image_unet", "trained": trained,
          "frozen": frozen, "temporal_not_in_network": absent})
     net.to(device)
     optim = Optimisation(net, OptimConfig(lr=rc.lr, total=rc.iters, warmup=rc.warmup, ema=rc.ema), step,
@@ -284,13 +323,13 @@ def train(base: STUNet, tok: Tokenizer, rc: StylizeConfig, precision, log, base_
     rng = np.random.default_rng([rc.seed, step, 17])
     gen = torch.Generator().manual_seed(rc.seed * 1_000_003 + step)
     if step == 0:
-        log({"step": 0, "val_loss": validation_loss(ema, held, ac, autocast, rc.seed)})
+        log({"step": 0, "val_loss": validation_loss(ema, held, ac, autocast, rc.seed, rc.data)})
 
     def loss_at(k: int):
         from .train import loss_fn
-        b = style_batch(rng, tok, cfg, rc.frames_per_step, rc.style)
+        b = style_batch(rng, tok, cfg, rc.frames_per_step, rc.style, data=rc.data)
         with autocast:
-            return loss_fn(net, cfg, ac, b, rng, gen, TASK_PROBS), {}
+            return loss_fn(net, cfg, ac, b, rng, gen, *loss_setting(rc.data)), {}
 
     saved_at = [step if rc.resume else -1]
 
@@ -298,7 +337,7 @@ def train(base: STUNet, tok: Tokenizer, rc: StylizeConfig, precision, log, base_
         frozen = verify_frozen(base, net, rc.groups)
         verify_frozen(base, ema, rc.groups)
         tensors = styled_tensors(ema, rc.groups)
-        log({"step": k, "val_loss": validation_loss(ema, held, ac, autocast, rc.seed),
+        log({"step": k, "val_loss": validation_loss(ema, held, ac, autocast, rc.seed, rc.data),
              "checked_unchanged": frozen})
         write_style(out, base, base_model, rc, tensors, k, base_hash)
         save_state(out / "train_state", "stylize", k, net, optim.opt, {"run": dataclasses.asdict(rc)})
@@ -328,6 +367,9 @@ def parse_args(argv=None) -> StylizeConfig:
     p.add_argument("--val-batches", type=int, default=d.val_batches, help="held-out batches for val_loss")
     p.add_argument("--train-temporal", action="store_true",
                    help="negative control: fine-tune the temporal layers too (the whole STUNet on still clips)")
+    p.add_argument("--data", choices=DATA, default=d.data,
+                   help="frames: the image U-Net on single frames (Lumiere's recipe); clips: the STUNet on moving "
+                        "clips with its temporal layers frozen (spatial tensors trained and stored either way)")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision)
     p.add_argument("--device", default=d.device, help="cpu, cuda or auto (cuda when available)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: every core)")

@@ -105,6 +105,34 @@ def test_the_negative_control_trains_the_temporal_layers_too(base, styles):
     assert json.loads((control / "style.json").read_text())["groups"] == ["spatial", "temporal"]
 
 
+def test_clips_data_trains_only_spatial_tensors_inside_the_frozen_video_model(base, tok, tmp_path):
+    """``--data clips``: the whole STUNet on moving styled clips, temporal and text tensors frozen in it and
+    bit-identical after training; the file holds spatial tensors only, as a frames style."""
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    out = tmp_path / "clips"
+    run_stylize(base, tok, out, data="clips", batch=2, iters=3)
+    stored = load_file(str(out / "style.safetensors"))
+    assert set(stored) == {k for k in before if stylize.param_group(k) == "spatial"}
+    styled = stylize.apply_style(base, out, 1.0).state_dict()
+    assert all(torch.equal(styled[k], v) for k, v in before.items() if stylize.param_group(k) != "spatial")
+    assert sum(not torch.equal(styled[k], before[k]) for k in stored) > len(stored) // 2
+    lines = log_lines(out)
+    params = next(r for r in lines if r.get("event") == "parameters")
+    assert params["network"] == "stunet" and set(params["trained"]) == {"spatial"}
+    assert set(params["frozen"]) == {"temporal", "text"} and params["temporal_not_in_network"] == 0
+    checks = [r for r in lines if "checked_unchanged" in r]
+    assert checks and all(set(r["checked_unchanged"]) == {"temporal", "text"} for r in checks)
+    info = json.loads((out / "style.json").read_text())
+    assert info["groups"] == ["spatial"] and info["run"]["data"] == "clips"
+    b = stylize.style_batch(np.random.default_rng(0), tok, base.config, 2, "outline", data="clips")
+    assert b.x0.shape[2] == base.config.frames // int(b.stride[0]) and b.x0.shape[2] > 1
+    assert not torch.equal(b.x0[:, :, 0], b.x0[:, :, -1])                          # the clips move
+    with pytest.raises(ValueError, match="another run"):                            # frames cannot resume clips
+        run_stylize(base, tok, out, iters=4, resume=True)
+    with pytest.raises(ValueError, match="data must be one of"):
+        stylize.StylizeConfig(data="pixels")
+
+
 def test_strength_zero_is_the_original_bit_for_bit_and_between_is_the_mix(base, styles):
     before, outline, _ = styles
     zero = stylize.apply_style(base, outline, 0.0)

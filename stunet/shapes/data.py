@@ -50,15 +50,17 @@ def stride_probs(cfg: STUNetConfig) -> tuple[list[int], np.ndarray]:
 
 
 def video_batch(rng: np.random.Generator, tok: Tokenizer, cfg: STUNetConfig, batch: int,
-                spec_p: np.ndarray | None = None, caption_dropout: float = CAPTION_DROPOUT) -> Batch:
+                spec_p: np.ndarray | None = None, caption_dropout: float = CAPTION_DROPOUT,
+                style: str = "flat") -> Batch:
     """``batch`` world clips; clip kinds uniform, or drawn with ``spec_p`` (``world.spec_probs``);
-    ``caption_dropout`` of the captions are replaced by the empty prompt."""
+    ``caption_dropout`` of the captions are replaced by the empty prompt; drawn in ``style``
+    (``world.STYLES``: the same clips as flat, another rendering)."""
     # One (frames, stride) per batch: the clip always spans cfg.frames base frames.
     strides, p = stride_probs(cfg)
     stride = int(rng.choice(strides, p=p))
     frames = cfg.frames // stride
     clips = [world.make_clip(world.random_spec(rng, p=spec_p), frames, cfg.height, stride,
-                             int(rng.integers(2**62)))
+                             int(rng.integers(2**62)), style=style)
              for _ in range(batch)]
     captions = [c.caption if rng.random() >= caption_dropout else "" for c in clips]
     ids, _ = tok.batch(captions)
