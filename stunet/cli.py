@@ -9,6 +9,7 @@
     stunet generate "a blue circle moving left" --video in.mp4 --strength 0.6      video-to-video
     stunet train --preset shapes --out runs/shapes      (see stunet.train)
     stunet train-cascade --init RUN/image_unet --out runs/cascade   the cascade baseline (see stunet.cascade)
+    stunet train-ssr --out runs/ssr                     spatial super-resolution, 32 -> 128 (see stunet.ssr)
     stunet distill --out runs/fast --steps 8            few-step student (see stunet.distill)
     stunet eval [--model DIR]                           (see stunet.shapes.evaluate)
     stunet generate "a red square spinning" --ablate tattn:all=uniform   an intervention (stunet info --parts)
@@ -284,6 +285,9 @@ def main(argv=None) -> int:
         from .cascade.train import main as cascade_main
         cascade_main(argv[1:])
         return 0
+    if argv and argv[0] == "train-ssr":
+        from .ssr.train import main as ssr_main
+        return ssr_main(argv[1:]) or 0
     if argv and argv[0] == "distill":
         from .distill import main as distill_main
         return distill_main(argv[1:]) or 0
@@ -309,6 +313,7 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("train", help="train a model (stunet train --help)")
     sub.add_parser("train-cascade", help="train the keyframes + TSR cascade baseline (stunet train-cascade --help)")
+    sub.add_parser("train-ssr", help="train the spatial super-resolution model (stunet train-ssr --help)")
     sub.add_parser("distill", help="distil a few-step model from a checkpoint (stunet distill --help)")
     sub.add_parser("distill-guidance", help="fold classifier-free guidance into the network: one row a step "
                    "(stunet distill-guidance --help)")
