@@ -16,6 +16,7 @@
     stunet ablate --out DIR                             each temporal part switched off (see stunet.ablate)
     stunet stylize --style outline --out DIR            fine-tune the spatial weights on a style (see stunet.stylize)
     stunet generate "a red square spinning" --style DIR --style-strength 0.5   styled spatial weights, same motion
+    stunet generate "a red circle moving right" --upscale --out x.npy   128x128 through the SSR stage (stunet.ssr)
     stunet compare --stunet DIR --cascade DIR --out DIR  STUNet vs keyframe cascade (stunet.shapes.compare)
     stunet average RUN_A RUN_B --out DIR [--weights 1,1]   checkpoint averaging
     stunet bench                                        (a source checkout's benchmarks/)
@@ -99,6 +100,10 @@ def cmd_edit(args) -> int:
     if args.strength is not None and not args.video:
         print("error: --strength needs --video (video-to-video)", file=sys.stderr)
         return 2
+    if args.upscale:
+        print("error: --upscale works on generated clips; edits (--video, --region, --mask) stay at the model's size",
+              file=sys.stderr)
+        return 2
     if args.video and args.image:
         print("error: give --video (inpainting, video-to-video) or --image (cinemagraph), not both", file=sys.stderr)
         return 2
@@ -172,12 +177,26 @@ def cmd_generate(args) -> int:
     except ValueError as e:
         print(f"error: --guidance-interval: {e}", file=sys.stderr)
         return 2
+    ssr = None
+    if args.upscale:
+        from .ssr.checkpoint import load_ssr
+        ssr = load_ssr(args.ssr)                        # refused before any sampling: no model, a bad file
+    elif args.ssr or args.ssr_windows != "multidiffusion" or args.ssr_steps is not None:
+        print("error: --ssr, --ssr-windows and --ssr-steps go with --upscale", file=sys.stderr)
+        return 2
+    if args.ssr_steps is None:
+        from .ssr.sampling import SSR_STEPS
+        args.ssr_steps = SSR_STEPS
     pipe = load_pipeline(args.model, precision=args.precision)         # a STUNet or a cascade (stunet.cascade)
     from .stylize import cli_pipeline                   # --style: spatial weights interpolated (stunet.stylize)
     pipe = cli_pipeline(pipe, args.style, args.style_strength)
     print(f"precision: {pipe.precision.name} ({pipe.precision.reason})", file=sys.stderr)
     vocab = ", ".join(pipe.tokenizer.words)
     net = getattr(pipe, "net_config", pipe.config)
+    if ssr is not None and (ssr.config.base_size, ssr.config.base_size) != (net.height, net.width):
+        print(f"error: the SSR model upscales {ssr.config.base_size}x{ssr.config.base_size} clips; this model makes "
+              f"{net.height}x{net.width}", file=sys.stderr)
+        return 2
     first = read_image(args.image, (net.height, net.width)) if args.image else None
     from .ablate import cli_parts                       # --ablate: checked for every prompt before any sampling
     parts = cli_parts(pipe, args.ablate, [Settings(p, seed=args.seed, steps=args.steps, guidance=args.guidance,
@@ -212,7 +231,12 @@ def cmd_generate(args) -> int:
             if fmt not in FORMATS:
                 print("error: --out must end in .mp4, .gif or .npy (or pass --format)", file=sys.stderr)
                 return 2
-        write_video(out, gen.video, fmt=fmt, scale=args.scale)
+        video = gen.video
+        if ssr is not None:                             # --upscale: Lumiere's SSR stage (stunet.ssr)
+            from .ssr.sampling import upscale_clip
+            video = upscale_clip(ssr, video, seed=args.seed, steps=args.ssr_steps, windows=args.ssr_windows,
+                                 precision=pipe.precision)
+        write_video(out, video, fmt=fmt, scale=max(1, args.scale // ssr.config.scale) if ssr else args.scale)
         print(out)
     return status
 
@@ -362,6 +386,12 @@ def main(argv=None) -> int:
                    "interpolated with the model's, temporal weights kept")
     g.add_argument("--style-strength", type=float, default=None, metavar="A",
                    help="spatial weights (1 - A) original + A styled, A in [0, 1] (default 1; 0: the model itself)")
+    g.add_argument("--upscale", action="store_true",
+                   help="lift the clip to 128x128 with the SSR model (stunet.ssr; Lumiere's SSR stage)")
+    g.add_argument("--ssr", metavar="DIR", help="SSR model directory (default: $STUNET_SSR, else assets/stunet-ssr)")
+    g.add_argument("--ssr-windows", choices=("multidiffusion", "independent"), default="multidiffusion",
+                   help="temporal windows reconciled by MultiDiffusion (default) or independent (the comparison)")
+    g.add_argument("--ssr-steps", type=int, default=None, help="SSR denoising steps (default 4)")
     a = sub.add_parser("average", help="average the weights of checkpoints of one run (checkpoint averaging)")
     a.add_argument("checkpoints", nargs="+", help="checkpoint directories (same config and vocabulary)")
     a.add_argument("--out", required=True, help="new checkpoint directory")

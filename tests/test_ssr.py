@@ -186,3 +186,54 @@ def test_train_ssr_command_lowers_its_loss_and_resumes(tmp_path, capsys):
     lines = [json.loads(x) for x in (out / "train.log").read_text().splitlines()]
     assert any(r.get("event") == "resumed" and r["step"] == 20 for r in lines)
     assert lines[-1] == {**lines[-1], "event": "done", "step": 25}
+
+
+def test_generate_upscale_command(tmp_path, tiny_checkpoint, capsys):
+    ssr_dir = tmp_path / "ssr"
+    save_ssr(make_ssr(base_size=16, scale=2), ssr_dir)        # the tiny STUNet makes 16x16 clips
+    base = ["generate", "a red square spinning", "--model", str(tiny_checkpoint), "--steps", "2", "--precision",
+            "fp32", "--seed", "4"]
+    plain, up, up2, ind = (tmp_path / f"{n}.npy" for n in ("plain", "up", "up2", "ind"))
+    assert cli(base + ["--out", str(plain)]) == 0
+    assert cli(base + ["--out", str(up), "--upscale", "--ssr", str(ssr_dir), "--ssr-steps", "2"]) == 0
+    assert cli(base + ["--out", str(up2), "--upscale", "--ssr", str(ssr_dir), "--ssr-steps", "2"]) == 0
+    assert cli(base + ["--out", str(ind), "--upscale", "--ssr", str(ssr_dir), "--ssr-steps", "2",
+                       "--ssr-windows", "independent"]) == 0
+    p, u = np.load(plain), np.load(up)
+    assert p.shape == (8, 16, 16, 3) and u.shape == (8, 32, 32, 3) and u.dtype == np.uint8
+    assert np.array_equal(u, np.load(up2)) and not np.array_equal(u, np.load(ind))
+    capsys.readouterr()
+    assert cli(base + ["--out", str(tmp_path / "x.npy"), "--ssr", str(ssr_dir)]) == 2
+    assert "go with --upscale" in capsys.readouterr().err
+    save_ssr(make_ssr(), tmp_path / "ssr8")                    # made for 8x8 clips
+    assert cli(base + ["--out", str(tmp_path / "y.npy"), "--upscale", "--ssr", str(tmp_path / "ssr8")]) == 2
+    assert "upscales 8x8 clips" in capsys.readouterr().err and not (tmp_path / "y.npy").exists()
+    assert cli(base + ["--out", str(tmp_path / "z.npy"), "--upscale", "--ssr", str(tmp_path / "none")]) == 1
+    assert "not an SSR model" in capsys.readouterr().err
+
+
+def test_measure_ssr_script_writes_its_three_tables(tmp_path, tiny_checkpoint):
+    from conftest import load_script
+    m = load_script("measure_ssr")
+    ssr_dir = tmp_path / "ssr"
+    save_ssr(make_ssr(base_size=16, scale=2), ssr_dir)
+    out = tmp_path / "m"
+    assert m.main(["--ssr", str(ssr_dir), "--model", str(tiny_checkpoint), "--out", str(out), "--seeds", "1",
+                   "--limit", "2", "--steps", "1", "--precision", "fp32", "--quiet"]) == 0
+    md = (out / "ssr.md").read_text()
+    for heading in ("(a) Kept", "(b) Against the world", "(c) Window-boundary jump", "SSR time per"):
+        assert heading in md
+    data = json.loads((out / "ssr.json").read_text())
+    assert len(data["rows"]) == 2 and data["settings"]["boundaries"] == [3]        # 8 frames, windows of 4
+    assert set(data["summary"]["fidelity"]) == {"ssr", "nearest", "bicubic"}
+    # the measures themselves: a perfect upscale has no error, a frozen clip's jump is nan-free only with motion
+    truth = np.zeros((2, 8, 8, 3), np.uint8)
+    truth[:, 2:6, 2:6, 0] = 200
+    truth[:, 2, 2:6, 0] = 100
+    assert m.fidelity(truth, truth) == {"mae": 0.0, "edge_mae": 0.0, "iou": 1.0}
+    assert m.fidelity(np.zeros_like(truth), truth)["iou"] == 0.0
+    clip = np.zeros((8, 4, 4, 3), np.uint8)
+    clip[:, 0, 0, 0] = np.array([0, 10, 20, 30, 90, 100, 110, 120])                # a jump after frame 3
+    assert m.boundary_ratio(clip, [3]) == pytest.approx(60 / 10)
+    assert m.shrink(np.full((1, 8, 8, 3), 9, np.uint8), 4).shape == (1, 2, 2, 3)
+    assert m.main(["--ssr", str(tmp_path / "none"), "--out", str(out)]) == 1

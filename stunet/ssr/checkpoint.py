@@ -13,6 +13,12 @@ from .config import SSRConfig
 from .model import SSRNet
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+DEFAULT_SSR = Path(__file__).resolve().parents[2] / "assets" / "stunet-ssr"
+
+
+def default_ssr_dir() -> Path:
+    """The SSR model used when none is named: $STUNET_SSR, else ``assets/stunet-ssr``."""
+    return Path(os.environ.get("STUNET_SSR", DEFAULT_SSR))
 
 
 def save_ssr(model: SSRNet, directory: str | Path, state_dict: dict | None = None) -> Path:
@@ -35,10 +41,14 @@ def is_ssr(directory: str | Path) -> bool:
         return False
 
 
-def load_ssr(directory: str | Path) -> SSRNet:
-    """The SSR model of ``directory`` in eval mode; names, shapes and finiteness checked before use, never
-    unpickled. Raises ``CheckpointError`` (a ValueError) naming what is wrong."""
-    d = Path(directory)
+def load_ssr(directory: str | Path | None = None) -> SSRNet:
+    """The SSR model of ``directory`` (default ``default_ssr_dir()``) in eval mode; names, shapes and
+    finiteness checked before use, never unpickled. Raises ``CheckpointError`` (a ValueError) naming what is
+    wrong."""
+    d = Path(directory) if directory is not None else default_ssr_dir()
+    if directory is None and not d.exists():
+        raise CheckpointError(f"no SSR model at {d}: train one (stunet train-ssr --out DIR) and pass --ssr DIR, "
+                              f"or set STUNET_SSR")
     if not is_ssr(d):
         raise CheckpointError(f"{d} is not an SSR model directory (config.json with model_type 'ssr')")
     try:

@@ -118,3 +118,13 @@ def upscale(model: SSRNet, base: torch.Tensor, *, generator: torch.Generator, st
     for last in sample_loop(den, x, sched, sched.timesteps, config=cfg, generator=generator, callback=callback):
         pass
     return last.sample.clamp(-1, 1)
+
+
+def upscale_clip(model: SSRNet, video, *, seed: int = 0, steps: int = SSR_STEPS, windows: str = "multidiffusion",
+                 precision: Precision | str | None = None):
+    """One clip (t h w 3 uint8, the base model's output) upscaled: t H W 3 uint8. The generator is seeded with
+    ``seed`` (the clip's own seed: a clip and its upscale are reproduced together)."""
+    from ..video import from_uint8, to_uint8
+    out = upscale(model, from_uint8(video), generator=torch.Generator().manual_seed(seed), steps=steps,
+                  windows=windows, precision=precision)
+    return to_uint8(out[0])
