@@ -15,7 +15,7 @@ class SSRConfig:
     window: int = 8                  # frames per temporal window
     video_channels: int = 3
     unshuffle: int = 4               # space-to-depth factor of the input (a divisor of the output size)
-    channels: int = 48
+    channels: int = 32
     blocks: int = 3                  # residual blocks, each a 2D conv block + a temporal conv
     groups: int = 8
     emb_dim: int = 128
