@@ -178,7 +178,7 @@ def _edit_tab(studio: Studio, first_prompt: str) -> tuple[EditTab, EditControls]
 
 def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None = None,
                generate_concurrency: int | None = None, delete_cache: tuple[int, int] | None = None,
-               janitor: bool = True, choices=None, loaders=None, cascade=None, styles=None) -> gr.Blocks:
+               janitor: bool = True, choices=None, loaders=None, cascade=None, styles=None, ssr=None) -> gr.Blocks:
     """The studio's Blocks. The keyword arguments override the serving limits of ``demo.limits``
     (tests shrink the queue, or let several clips sample at once).
 
@@ -188,6 +188,8 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
     ``cascade``: a loaded keyframe cascade for the Compare tab (tests); None: the shipped one if any
     (``demo.models.cascade_available``); False: no Compare tab. ``styles``: the styles folder, or {name: style
     directory} (tests); None: ``$STUNET_STYLES`` or ``assets/stunet-shapes-styles`` (``demo.models.available_styles``).
+    ``ssr``: the SSR model directory of the Upscale choice; None: ``$STUNET_SSR`` or ``assets/stunet-ssr``
+    (``demo.models.Upscaler``).
 
     One tab a module: Generate (``demo.generate_tab``), Edit (``demo.editing``), Inspect (``demo.inspect_tab``,
     with ``demo.intervene``'s instruments), Compare (``demo.compare``), About (``demo.about``)."""
@@ -197,7 +199,7 @@ def build_demo(pipeline=None, warm: bool = True, *, queue_max_size: int | None =
     examples = example_rows(tokenizer, choice.defaults, cfg.frames)
     if not isinstance(styles, dict):
         styles = models.available_styles(styles)
-    studio = Studio(examples=examples, styles=styles, **studio_kw)
+    studio = Studio(examples=examples, styles=styles, ssr=ssr, **studio_kw)
     first_prompt = examples[0][0] if examples else ""
 
     with gr.Blocks(title="STUNet studio: how a space-time U-Net handles time",

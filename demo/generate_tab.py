@@ -47,6 +47,7 @@ class GenerateControls:
     fps: Any
     style: Any                    # the Style choice: "None" or a style's name (demo.models.Styles)
     style_strength: Any
+    upscale: Any                  # the Upscale choice (issue 34): the SSR stage after the clip
     examples: Any                 # gr.Examples, or None where the model knows none of EXAMPLE_PROMPTS
     video: Any
     status: Any
@@ -62,7 +63,7 @@ class GenerateControls:
     def inputs(self) -> list:
         """``/generate``'s inputs, in its API order (also what ``replay`` and the examples fill)."""
         return [self.prompt, self.seed, self.steps, self.guidance, self.frames, self.sampler, self.stride, self.fps,
-                self.first_frame, self.model_choice, self.style, self.style_strength]
+                self.first_frame, self.model_choice, self.style, self.style_strength, self.upscale]
 
 
 def example_rows(tokenizer, defaults, window: int) -> list[list]:
@@ -84,6 +85,7 @@ def _form(studio: Studio, cfg, choice, first_prompt: str) -> dict:
                                  label="Model", elem_id="model", visible=len(studio.choices) > 1,
                                  info="Fast: the distilled few-step model, one network pass per "
                                       "step. Full: the 25-step model it was distilled from.")
+    _upscale(studio, c)
     with gr.Row():
         c["generate_btn"] = gr.Button("Generate", variant="primary", elem_id="generate-btn", scale=3)
         c["stop_btn"] = gr.Button("Stop", variant="secondary", elem_id="stop-btn", scale=1)
@@ -119,6 +121,18 @@ def _form(studio: Studio, cfg, choice, first_prompt: str) -> dict:
                              label="Playback frame rate (fps)", elem_id="fps")
         _style(studio, c)
     return c
+
+
+def _upscale(studio: Studio, c: dict) -> None:
+    """The Upscale choice (issue 34; into ``c``): off, and not offered, where the server has no SSR model."""
+    up = studio.upscaler
+    if up.available:
+        note = (f"Lumiere's SSR stage: the clip lifted to {up.size}×{up.size} by a second diffusion model, on "
+                "overlapping 8-frame windows reconciled at every step (MultiDiffusion). Inspect shows the base clip.")
+    else:
+        note = "Not offered here: no SSR model (read from $STUNET_SSR or assets/stunet-ssr)."
+    c["upscale"] = gr.Checkbox(value=L.DEFAULT_UPSCALE and up.available, interactive=up.available,
+                               label=f"Upscale to {up.size or 128}×{up.size or 128}", info=note, elem_id="upscale")
 
 
 def _style(studio: Studio, c: dict) -> None:
@@ -185,11 +199,12 @@ def wire_generate_tab(studio: Studio, c: GenerateControls, record, *, concurrenc
 
     gen_event = gr.on([c.generate_btn.click, c.prompt.submit], generate_fn, gen_inputs, gen_outputs,
                       api_name="generate", api_description="Generate a clip: (prompt, seed, steps, guidance, "
-                      "frames[, sampler, stride, fps, first_frame, model, style, style_strength]) -> video, mp4, gif, "
+                      "frames[, sampler, stride, fps, first_frame, model, style, style_strength, upscale]) -> video, mp4, gif, "
                       "settings, preview, status (gif: None, made on request by /gif). model: 'full', 'one-pass' or "
                       "'fast' where offered (steps, guidance and sampler are taken as given: pass the model's own, "
                       "see /model_defaults). style: 'None' (the default) or a style offered, its spatial weights "
-                      "mixed in at style_strength (0 to 1, default 1).",
+                      "mixed in at style_strength (0 to 1, default 1). upscale: true to lift the clip to 128x128 "
+                      "with the SSR model where the server has one (the video, MP4 and GIF are then the large clip).",
                       **common)
     gen_events = [gen_event]
     if c.examples is not None:

@@ -53,6 +53,9 @@ START_S = 10.0
 # Writing the MP4 (512 px) and the GIF (256 px) happens inside the handler, on the CPU: 0.066 s a frame
 # measured here for a 128-frame clip of noise (the worst case for the encoders), doubled.
 ENCODE_S_PER_FRAME = 0.15
+# The SSR stage (Upscale, stunet.ssr): 4 steps over 5 windows of a 32-frame clip, each call a small
+# space-to-depth network; the call overhead dominates on a GPU. Counted generously.
+SSR_S = 2.0
 # ZeroGPU's default duration (the spaces package's DEFAULT_SCHEDULE_DURATION): every account tier may ask it.
 MAX_DURATION_S = 60
 
@@ -109,7 +112,8 @@ def generate_duration(studio):
     hi = L.frames_range(factor, window)[1]
 
     def duration(prompt=None, seed=None, steps=None, guidance=None, frames=None, sampler=None, stride=None,
-                 fps=None, first_frame=None, model=None, *_, **__) -> int:
+                 fps=None, first_frame=None, model=None, style=None, style_strength=None, upscale=None,
+                 *_, **__) -> int:
         n = _int(steps, L.MIN_STEPS, L.MAX_STEPS, L.MAX_STEPS)
         f = _int(frames, factor, hi, hi)
         try:
@@ -117,7 +121,7 @@ def generate_duration(studio):
         except L.LimitError:
             distilled = False
         rows = 1 if distilled or _float(guidance, L.MAX_GUIDANCE) == 1.0 else 2
-        return seconds(clip_seconds(n, f, rows, window))
+        return seconds(clip_seconds(n, f, rows, window) + (SSR_S if upscale is True else 0.0))
     return duration
 
 

@@ -142,6 +142,49 @@ def load_cascade(directory: Path):
         return _PIPELINES[key]
 
 
+# ----------------------------------------------------------------------------- SSR (issue 34)
+class Upscaler:
+    """The SSR model (``stunet.ssr``) the Upscale choice uses, read on first use from ``directory`` (default
+    ``$STUNET_SSR``, else ``assets/stunet-ssr``) and shared by all sessions. ``available`` is False where there is
+    none, or where its config (read without the weights) is not for clips of ``base_size`` pixels: the choice is
+    then off and says so."""
+
+    def __init__(self, directory: Path | None = None, base_size: int | None = None):
+        import json
+
+        from stunet.ssr.checkpoint import CONFIG_NAME, default_ssr_dir, is_ssr
+        from stunet.ssr.config import SSRConfig
+        self.directory = Path(directory) if directory is not None else default_ssr_dir()
+        self.available, self.size = False, None
+        if is_ssr(self.directory):
+            try:
+                cfg = SSRConfig.from_dict(json.loads((self.directory / CONFIG_NAME).read_text()))
+                self.available = base_size is None or cfg.base_size == base_size
+                self.size = cfg.size
+                if not self.available:
+                    log.info("SSR model %s not offered: it upscales %d px clips, the model makes %d px",
+                             self.directory, cfg.base_size, base_size)
+            except (OSError, ValueError, TypeError) as e:
+                log.warning("SSR model %s not offered: %s", self.directory, e)
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self):
+        with self._lock:
+            if self._model is None:
+                from stunet.ssr.checkpoint import load_ssr
+                t0 = time.perf_counter()
+                self._model = load_ssr(self.directory)
+                log.info("SSR model %s loaded in %.2f s", self.directory.name, time.perf_counter() - t0)
+            return self._model
+
+    def upscale(self, video, seed: int, precision):
+        """A clip (t h w 3 uint8) at the SSR model's size, MultiDiffusion windows, seeded by the clip's seed."""
+        from stunet.ssr.sampling import upscale_clip
+        return upscale_clip(self.model, video, seed=seed, precision=precision)
+
+
 # ----------------------------------------------------------------------------- styles (issue 33)
 STYLES_ENV = "STUNET_STYLES"
 DEFAULT_STYLES = DEFAULT_MODEL.parent / "stunet-shapes-styles"

@@ -53,6 +53,7 @@ class ClipRecord:
     style: str | None = None            # the style its spatial weights were mixed with (None: the model's own)
     style_strength: float = 1.0         # ... at this strength (a re-run for Inspect uses the same weights)
     session: str | None = None          # the Gradio session that made it (released when that session ends)
+    upscaled: np.ndarray | None = field(default=None, repr=False)   # T H W 3 uint8: the SSR stage's clip, shown
 
     @property
     def nbytes(self) -> int:
@@ -76,6 +77,8 @@ class ClipRecord:
         d["model"] = self.model
         if self.style is not None:
             d["style"], d["style_strength"] = self.style, self.style_strength
+        if self.upscaled is not None:
+            d["upscale"] = True
         return d
 
 

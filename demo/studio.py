@@ -31,7 +31,7 @@ from . import figures as views
 from . import limits as L
 from .files import Outputs, uploaded_path
 from .job_clock import JobClock
-from .models import FULL, LABELS, NO_STYLE, ModelChoice, Styles
+from .models import FULL, LABELS, NO_STYLE, ModelChoice, Styles, Upscaler
 from .limits import LimitError
 from .inspect_views import (HEAD_MEAN, LAYER_ALL, MODE_MEAN, MODE_POINT, InspectHandlers,  # noqa: F401 (re-exported)
                             InspectViews, StepViews, head_choices, save_recording)
@@ -77,13 +77,14 @@ class Studio(InspectHandlers):
     def __init__(self, pipeline: Pipeline | None = None, examples: list[list] | None = None, *,
                  config=None, tokenizer=None, loader: Callable[[], Pipeline] | None = None,
                  choices: list[ModelChoice] | None = None, loaders: dict[str, Callable[[], Pipeline]] | None = None,
-                 styles: dict[str, Path] | None = None):
+                 styles: dict[str, Path] | None = None, ssr: Path | None = None):
         """``pipeline``, or ``config`` + ``tokenizer`` (read without the weights) and a ``loader``
         that returns the pipeline (called on first use, from any thread; it may block).
 
         That is the default model, ``choices[0]``; further ``choices`` (the fast or the full model,
         ``demo.models``) load through ``loaders[key]`` on first use. ``styles``: {name: style directory} offered
-        by the Style choice (``demo.models.available_styles``), applied to whichever model is picked.
+        by the Style choice (``demo.models.available_styles``), applied to whichever model is picked. ``ssr``: the
+        SSR model directory of the Upscale choice (default: $STUNET_SSR, else assets/stunet-ssr; ``Upscaler``).
         """
         if pipeline is None and (config is None or tokenizer is None or loader is None):
             raise ValueError("Studio needs a pipeline, or config, tokenizer and loader")
@@ -95,6 +96,7 @@ class Studio(InspectHandlers):
         self._others_lock = threading.Lock()
         self.styles = Styles(styles, L.STYLED_MODELS_KEPT)
         self.cfg = pipeline.config if pipeline is not None else config
+        self.upscaler = Upscaler(ssr, base_size=self.cfg.height)
         self.tok = pipeline.tokenizer if pipeline is not None else tokenizer
         self.factor = self.cfg.temporal_factor
         self.window = self.cfg.frames
@@ -108,7 +110,6 @@ class Studio(InspectHandlers):
         self._features_cache = LRU(FEATURES_CACHE_SIZE)          # (clip id, step) -> (image, figure)
         self._initial_pyramid = None
         self.video_scale = max(1, L.VIDEO_SIDE // max(self.cfg.height, self.cfg.width))
-        self.gif_scale = max(1, L.GIF_SIDE // max(self.cfg.height, self.cfg.width))
 
     @property
     def pipe(self) -> Pipeline:
@@ -156,6 +157,22 @@ class Studio(InspectHandlers):
         if style is None or style == "" or style == NO_STYLE:
             return None, strength
         return L.check_choice("Style", style, [NO_STYLE, *self.styles.names]), strength
+
+    def check_upscale(self, upscale) -> bool:
+        """Whether the request asks for the SSR stage (a bool, or None / "" for no); asking where the server has no
+        SSR model is a LimitError saying so."""
+        if upscale is None or upscale == "":
+            return False
+        if not isinstance(upscale, bool):
+            raise LimitError(f"Upscale must be true or false, got {str(upscale)[:40]!r}.")
+        if upscale and not self.upscaler.available:
+            raise LimitError("Upscale is not offered here: this server has no SSR model for this model's clips "
+                             "(they are read from $STUNET_SSR or assets/stunet-ssr).")
+        return upscale
+
+    def scale_of(self, video, side: int) -> int:
+        """Nearest-neighbour factor that shows ``video`` (t h w 3) about ``side`` pixels wide."""
+        return max(1, side // max(video.shape[1], video.shape[2]))
 
     def pipe_of(self, model: str | None, style: str | None = None,
                 strength: float = L.DEFAULT_STYLE_STRENGTH) -> Pipeline:
@@ -282,6 +299,9 @@ class Studio(InspectHandlers):
             extra += f" · {s.frames} frames via MultiDiffusion ({self.window}-frame windows)"
         if rec.style:
             extra += f" · style {md_escape(rec.style)} at {rec.style_strength:g}"
+        if rec.upscaled is not None:
+            side = rec.upscaled.shape[1]
+            extra += f" · upscaled to {side}×{side} (SSR; Inspect shows the base clip)"
         if rec.precision:
             extra += f" · {md_escape(rec.precision['precision'])}"
         how = "from the example cache" if cached else f"in {rec.seconds:.1f} s"
@@ -300,6 +320,8 @@ class Studio(InspectHandlers):
             extra += f", model={rec.model!r}"
         if rec.style:
             extra += f", style={rec.style!r}, style_strength={rec.style_strength:g}"
+        if rec.upscaled is not None:
+            extra += ", upscale=True"
         why = ""
         if rec.precision:
             why = (f"\n\nComputed in **{md_escape(rec.precision['precision'])}**: "
@@ -316,7 +338,7 @@ class Studio(InspectHandlers):
 
     def generate(self, prompt, seed, steps, guidance, frames, sampler=L.DEFAULT_SAMPLER,
                  stride=L.DEFAULT_STRIDE, fps=L.DEFAULT_FPS, first_frame=None, model=None, style=NO_STYLE,
-                 style_strength=L.DEFAULT_STYLE_STRENGTH, progress=gr.Progress()):
+                 style_strength=L.DEFAULT_STYLE_STRENGTH, upscale=False, progress=gr.Progress()):
         """Generator: x0-hat previews while sampling (at most one per ``limits.PREVIEW_EVERY_S``), then
         the clip, its MP4, settings and record (``GenerateOutputs``; the GIF is made on request, ``make_gif``).
 
@@ -325,6 +347,8 @@ class Studio(InspectHandlers):
         ``first_frame``: an uploaded image (image-to-video, Lumiere section 4): the clip starts from it.
         ``model``: a model choice's key where several are offered; None: the default. ``style``: a style's name
         (``self.styles``) or "None", its spatial weights mixed in at ``style_strength`` (``pipe_of``).
+        ``upscale``: lift the clip to the SSR model's size (Lumiere's SSR stage, ``stunet.ssr``: MultiDiffusion
+        windows, seeded by the clip's seed); the large clip is shown and downloaded, Inspect keeps the base clip.
         The clip is stopped between steps once it runs, or is projected to run, past
         ``limits.job_deadline_s`` (a multiple of its steps at the pace of its first step).
         """
@@ -332,7 +356,8 @@ class Studio(InspectHandlers):
         choice = self.choice(model)
         style, strength = self.check_style(style, style_strength)
         first = self.check_first_frame(first_frame)
-        key = self.examples.key(s, fps, choice.key) if first is None and style is None else None
+        upscale = self.check_upscale(upscale)
+        key = self.examples.key(s, fps, choice.key) if first is None and style is None and not upscale else None
         cached = self.examples.get(key)
         if cached is not None:
             yield self._final(cached, cached=True).values()
@@ -367,15 +392,21 @@ class Studio(InspectHandlers):
         if last is None:
             raise RuntimeError("sampling produced no step")
         video = to_uint8(last.sample)
+        large = None
+        if upscale:
+            progress(1.0, desc=f"Upscaling to {self.upscaler.size}×{self.upscaler.size} (SSR)")
+            large = self.upscaler.upscale(video, s.seed, pipe.precision)
         seconds = clock.elapsed_s()
         progress(1.0, desc="Encoding the video")
         d = self.files.request_dir(example=key is not None)
-        mp4 = write_video(d / f"{clip_name(s)}.mp4", video, fps=fps, scale=self.video_scale, fast=True)
+        shown = video if large is None else large
+        mp4 = write_video(d / f"{clip_name(s)}.mp4", shown, fps=fps, scale=self.scale_of(shown, L.VIDEO_SIDE),
+                          fast=True)
         enc = self.tok.encode(s.prompt)
         rec = ClipRecord(settings=s, fps=fps, video=video, words=list(enc.words), unknown=list(enc.unknown),
                          truncated=list(enc.truncated), mp4=str(mp4), gif=None, seconds=seconds, rerun=True,
                          first_frame=first, precision=precision_of(pipe), model=choice.key, style=style,
-                         style_strength=strength)
+                         style_strength=strength, upscaled=large)
         if key is not None:
             self.examples.put(key, rec)
         self.prune_cache()
@@ -387,8 +418,9 @@ class Studio(InspectHandlers):
             raise LimitError("No clip yet: generate one first.")
         if rec.gif is None or not Path(rec.gif).is_file():
             d = Path(rec.mp4).parent
-            rec.gif = str(write_video(d / f"{clip_name(rec.settings)}.gif", rec.video, fps=rec.fps,
-                                      scale=self.gif_scale))
+            shown = rec.video if rec.upscaled is None else rec.upscaled
+            rec.gif = str(write_video(d / f"{clip_name(rec.settings)}.gif", shown, fps=rec.fps,
+                                      scale=self.scale_of(shown, L.GIF_SIDE)))
         return rec.gif
 
     # ------------------------------------------------------------------ recording (on demand)
@@ -445,4 +477,4 @@ class Studio(InspectHandlers):
             raise LimitError("Nothing to replay yet: generate a clip first.")
         s = rec.settings
         return (s.prompt, s.seed, s.steps, s.guidance, s.frames, s.sampler, s.stride, rec.fps, rec.first_frame,
-                rec.model, rec.style or NO_STYLE, rec.style_strength)
+                rec.model, rec.style or NO_STYLE, rec.style_strength, rec.upscaled is not None)

@@ -37,6 +37,20 @@ def make_tiny(seed: int = 0, perturb: float = 0.05, **overrides):
     return model.eval()
 
 
+def make_ssr(seed=0, perturb=0.05, temporal=True, **overrides):
+    """A tiny SSRNet with perturbed weights; ``temporal=False`` leaves the temporal convs' output at zero, so
+    no frame's prediction depends on another frame."""
+    from stunet.ssr import SSRNet, ssr_preset
+    torch.manual_seed(seed)
+    net = SSRNet(ssr_preset("tiny", **overrides))
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for k, p in net.named_parameters():
+            if temporal or ".temporal." not in f".{k}" or "conv2" not in k:
+                p.add_(torch.randn(p.shape, generator=g) * perturb)
+    return net.eval()
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     from stunet.config import preset

@@ -1,6 +1,6 @@
 """The studio in a real browser: Debian's chromium driven by Playwright (never ``playwright install``).
 
-Open the page, type a prompt, pick a style (issue 33) and its strength, press Generate, wait until the clip
+Open the page, type a prompt, pick a style (issue 33) and its strength, tick Upscale (issue 34), press Generate, wait until the clip
 plays, open Inspect (recorded again in the same style), move the step slider and see the temporal-attention
 heat map change. Screenshots go to
 ``test-artifacts/``. Skipped when /usr/bin/chromium is missing, unless CI is set (then it fails).
@@ -43,7 +43,11 @@ def url(tiny_checkpoint, tiny_model, tmp_path_factory):
     from test_studio_styles import make_style
     styles = tmp_path_factory.mktemp("styles")
     make_style(tiny_model, styles / "outline", "outline")         # the Style choice's one style (the tiny model's)
-    with launched_app(tiny_checkpoint, styles=styles) as (_, local):
+    from conftest import make_ssr
+
+    from stunet.ssr.checkpoint import save_ssr
+    ssr = save_ssr(make_ssr(base_size=16, scale=2), tmp_path_factory.mktemp("ssr") / "ssr16")   # the Upscale choice
+    with launched_app(tiny_checkpoint, styles=styles, ssr=ssr) as (_, local):
         yield local
 
 
@@ -82,6 +86,7 @@ def test_generate_play_and_inspect(page):
     assert pg.input_value("#style input") == "outline"
     pg.fill("#style-strength input[type=number]", "0.75")
     pg.press("#style-strength input[type=number]", "Enter")
+    pg.check("#upscale input[type=checkbox]")                       # Upscale: the SSR stage after the clip
     t0 = time.perf_counter()
     pg.click("#generate-btn")
     pg.wait_for_function("""() => { const v = document.querySelector('#clip video');
@@ -89,7 +94,7 @@ def test_generate_play_and_inspect(page):
     playing = time.perf_counter() - t0
     assert pg.locator("#clip video").evaluate("v => v.loop && v.autoplay")
     status = pg.inner_text("#status")
-    assert "seed 0" in status and "style outline at 0.75" in status, status
+    assert "seed 0" in status and "style outline at 0.75" in status and "upscaled to 32×32" in status, status
     pg.screenshot(path=str(ARTIFACTS / "studio-generate.png"), full_page=True)
 
     pg.click("button[role=tab]:has-text('Inspect')")

@@ -84,11 +84,11 @@ BAD_UPLOADS = {   # name -> (bytes, what the message must say)
 GENERATE_HEAD = (PROMPT, 0, 1, 3.0, 8, "dpm++", 1, 8)   # prompt, seed, steps, guidance, frames, sampler, stride, fps
 
 
-def generate_data(*head, first_frame=None, model=None, style="None", style_strength=1.0) -> list:
+def generate_data(*head, first_frame=None, model=None, style="None", style_strength=1.0, upscale=False) -> list:
     """Every input of /generate in order, as a raw call must send them (Gradio refuses a short list before the
     handler runs, which would make a test of the handler's own checks pass vacuously): ``head`` replaces the
     leading values of ``GENERATE_HEAD``; ``test_generate_data_is_every_input_of_the_endpoint`` keeps it whole."""
-    return [*head, *GENERATE_HEAD[len(head):], first_frame, model, style, style_strength]
+    return [*head, *GENERATE_HEAD[len(head):], first_frame, model, style, style_strength, upscale]
 
 
 def raw_get(url: str, path: str, method: str = "GET") -> tuple[int, bytes]:
@@ -242,6 +242,8 @@ LIMIT_CASES = [   # (the leading inputs, or the named ones that differ from gene
     ({"style_strength": 1.5}, "Style strength must be a number from 0 to 1"),
     ({"style_strength": -0.1}, "Style strength must be a number from 0 to 1"),
     ({"style_strength": "x"}, "Style strength must be a number from 0 to 1"),
+    ({"upscale": "yes"}, "Upscale must be true or false"),
+    ({"upscale": 2}, "Upscale must be true or false"),
 ]
 
 

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import make_ssr
 from safetensors.torch import load_file, save_file
 
 from stunet.checkpoint import CheckpointError
@@ -20,19 +21,6 @@ from stunet.ssr.data import crop_origin, pair, ssr_batch
 from stunet.ssr.sampling import WindowedSSR, ssr_windows, upsample, upscale
 
 FP32 = Precision("fp32", "test")
-
-
-def make_ssr(seed=0, perturb=0.05, temporal=True, **overrides):
-    """A tiny SSRNet with perturbed weights; ``temporal=False`` leaves the temporal convs' output at zero, so
-    no frame's prediction depends on another frame."""
-    torch.manual_seed(seed)
-    net = SSRNet(ssr_preset("tiny", **overrides))
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for k, p in net.named_parameters():
-            if temporal or ".temporal." not in f".{k}" or "conv2" not in k:
-                p.add_(torch.randn(p.shape, generator=g) * perturb)
-    return net.eval()
 
 
 def base_clip(frames=8, seed=0, size=8):

@@ -87,7 +87,7 @@ def test_generate_runs_on_the_model_asked_for_and_records_it(studio):
         assert len(full_calls) == 2 and len(fast_calls) == 6
     rec = outs[-1][-1]
     assert rec.model == "full" and "model='full'" in studio.client_snippet(rec)
-    assert studio.replay(rec)[9] == "full" and studio.replay(rec)[10:] == ("None", 1.0)     # then style, strength
+    assert studio.replay(rec)[9] == "full" and studio.replay(rec)[10:] == ("None", 1.0, False)     # style, strength, upscale
 
 
 def test_an_unknown_model_is_refused_before_sampling(studio):

@@ -88,7 +88,7 @@ def test_a_style_changes_the_clip_and_its_record_carries_it(studio):
     assert (d["style"], d["style_strength"]) == ("outline", 1.0) and d["model"] == "full"
     assert "style outline at 1" in studio.status_md(styled)
     assert "style='outline', style_strength=1" in studio.client_snippet(styled)
-    assert studio.replay(styled)[-3:] == ("full", "outline", 1.0)
+    assert studio.replay(styled)[-4:] == ("full", "outline", 1.0, False)
     half = clip(studio, style="outline", style_strength=0.5)
     assert not np.array_equal(half.video, styled.video) and not np.array_equal(half.video, plain.video)
     other = clip(studio, style="stripes", style_strength=1.0)
