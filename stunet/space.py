@@ -10,8 +10,8 @@ inference files from ``assets/stunet-shapes/`` (``SHIPPED_MODEL_FILES``; and tho
 ``assets/stunet-shapes-fast/``, ``FAST_MODEL_FILES``, of the one-pass ``assets/stunet-shapes-one-pass/``,
 ``ONE_PASS_MODEL_FILES``, the styles of ``assets/stunet-shapes-styles/`` (``STYLES_FILES``, ``STYLE_FILES``), and
 of the keyframe cascade with its
-equal-budget STUNet and ``stunet compare`` output, ``assets/stunet-cascade/``, ``CASCADE_MODEL_FILES``,
-where they exist: not ``train_state/``, which only resuming needs, nor ``train.log``, the training
+equal-budget STUNet and ``stunet compare`` output, ``assets/stunet-cascade/``, ``CASCADE_MODEL_FILES``, and of the SSR
+model, ``assets/stunet-ssr/``, ``SSR_MODEL_FILES``, where they exist: not ``train_state/``, which only resuming needs, nor ``train.log``, the training
 history, which stays in the source repository), a ``README.md`` with the Space's front matter
 (``sdk_version`` = the gradio pin of ``requirements.txt``, ``suggested_hardware``), a ``requirements.txt`` for
 the hardware, and a ``.gitattributes`` whose LFS patterns cover every binary file written.
@@ -50,7 +50,7 @@ __all__ = [  # export and push, and the rules of stunet.space_rules they are che
     "ZERO_GPU_TORCH", "ZERO_GPU_PYTHON", "SPACES_PIN", "CPU_INDEX", "MAX_PLAIN_BYTES", "MAX_FILE_BYTES",
     "MAX_TOTAL_BYTES", "SKIPPED", "ROOT", "SHIPPED_MODEL", "SHIPPED_MODEL_FILES", "FAST_MODEL", "FAST_MODEL_FILES",
     "CASCADE_MODEL", "CASCADE_MODEL_FILES", "ONE_PASS_MODEL", "ONE_PASS_MODEL_FILES", "STYLES", "STYLES_FILES",
-    "STYLE_FILES", "exported_models", "CODE_DIRS", "LFS_EXTENSIONS", "LFS_ATTRS",
+    "STYLE_FILES", "SSR_MODEL", "SSR_MODEL_FILES", "exported_models", "CODE_DIRS", "LFS_EXTENSIONS", "LFS_ATTRS",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +73,9 @@ ONE_PASS_MODEL_FILES = ("config.json", "model.safetensors", "vocab.json", "sampl
 STYLES = Path("assets") / "stunet-shapes-styles"
 STYLES_FILES = ("README.md",)
 STYLE_FILES = ("config.json", "style.safetensors", "style.json")
+# The SSR model of issue 34 (``stunet.ssr``): where it is exported the Space offers Upscale.
+SSR_MODEL = Path("assets") / "stunet-ssr"
+SSR_MODEL_FILES = ("config.json", "model.safetensors", "README.md")
 CODE_DIRS = ("demo", "stunet")
 LFS_EXTENSIONS = ("safetensors", "bin", "pt", "pth", "ckpt", "onnx", "npz", "npy", "png", "jpg", "jpeg",
                   "gif", "webp", "bmp", "tif", "tiff", "mp4", "webm", "mov", "avi", "wav", "mp3", "ogg",
@@ -216,12 +219,12 @@ def _prepare(dest: Path, overwrite: bool, root: Path) -> None:
 
 
 def exported_models(root: Path = ROOT) -> dict[Path, tuple[str, ...]]:
-    """{folder under ``root``: the file names export copies from it}: the shipped model always; the fast, one-pass
-    and cascade models and the styles where the repository has them (a style is a sub-folder of ``STYLES`` with a
+    """{folder under ``root``: the file names export copies from it}: the shipped model always; the fast, one-pass,
+    cascade and SSR models and the styles where the repository has them (a style is a sub-folder of ``STYLES`` with a
     ``style.json``; its training state and log stay behind)."""
     models = {SHIPPED_MODEL: SHIPPED_MODEL_FILES}
     for optional, names in ((FAST_MODEL, FAST_MODEL_FILES), (ONE_PASS_MODEL, ONE_PASS_MODEL_FILES),
-                            (CASCADE_MODEL, CASCADE_MODEL_FILES)):
+                            (CASCADE_MODEL, CASCADE_MODEL_FILES), (SSR_MODEL, SSR_MODEL_FILES)):
         if (root / optional).is_dir():
             models[optional] = names
     styles = sorted(d for d in (root / STYLES).glob("*/") if (d / "style.json").is_file())

@@ -268,7 +268,8 @@ def test_export_writes_exactly_the_space(tmp_path, capsys, hardware):
 
 def test_exported_models_take_the_optional_ones_and_every_style(tmp_path):
     assert space.exported_models(tmp_path) == {space.SHIPPED_MODEL: space.SHIPPED_MODEL_FILES}
-    for d in (space.ONE_PASS_MODEL, space.STYLES / "outline", space.STYLES / "stripes", space.STYLES / "notastyle"):
+    for d in (space.ONE_PASS_MODEL, space.SSR_MODEL, space.STYLES / "outline", space.STYLES / "stripes",
+              space.STYLES / "notastyle"):
         (tmp_path / d).mkdir(parents=True)
     for name in ("outline", "stripes"):
         (tmp_path / space.STYLES / name / "style.json").write_text("{}")
@@ -276,6 +277,7 @@ def test_exported_models_take_the_optional_ones_and_every_style(tmp_path):
     assert m[space.ONE_PASS_MODEL] == space.ONE_PASS_MODEL_FILES and m[space.STYLES] == space.STYLES_FILES
     assert m[space.STYLES / "outline"] == m[space.STYLES / "stripes"] == space.STYLE_FILES
     assert space.STYLES / "notastyle" not in m and space.FAST_MODEL not in m
+    assert m[space.SSR_MODEL] == space.SSR_MODEL_FILES
     (tmp_path / "requirements.txt").write_text((ROOT / "requirements.txt").read_text())
     with pytest.raises(space.SpaceError, match="stunet-shapes-styles/outline/style.safetensors"):
         space.export(tmp_path / "out", root=tmp_path)            # a style missing its weights is named
