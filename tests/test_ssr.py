@@ -225,3 +225,16 @@ def test_measure_ssr_script_writes_its_three_tables(tmp_path, tiny_checkpoint):
     assert m.boundary_ratio(clip, [3]) == pytest.approx(60 / 10)
     assert m.shrink(np.full((1, 8, 8, 3), 9, np.uint8), 4).shape == (1, 2, 2, 3)
     assert m.main(["--ssr", str(tmp_path / "none"), "--out", str(out)]) == 1
+
+
+@pytest.mark.slow
+def test_ssr_speed_benchmark_times_native_and_avx2_kernels(tmp_path, capsys):
+    from benchmarks import ssr_speed
+    save_ssr(make_ssr(), tmp_path / "m")
+    assert ssr_speed.main(["--ssr", str(tmp_path / "m"), "--rounds", "1", "--frames", "4", "--steps", "1",
+                           "--json", str(tmp_path / "r.json")]) == 0
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert set(r) == {"native", "AVX2 forced"} and r["AVX2 forced"]["capability"] == "AVX2"
+    assert all(r[k]["seconds"][p][m] > 0 for k in r for p in ("bf16", "fp32") for m in ("multidiffusion",
+                                                                                          "independent"))
+    assert "| AVX2 forced | AVX2 | bf16 |" in capsys.readouterr().out
