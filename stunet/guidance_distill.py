@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
@@ -44,7 +43,7 @@ from .precision import Precision
 from .precision import resolve as resolve_precision
 from .shapes.data import video_batch
 from .text import Tokenizer
-from .training_loop import (JsonLog, LoopConfig, Optimisation, OptimConfig, fit, precision_record, resume_into,
+from .training_loop import (LoopConfig, Optimisation, OptimConfig, command_device, fit, open_run, resume_into,
                             save_state)
 
 # conditioning tasks (as train.TASKS): text-to-video, first frame, a region, keyframes
@@ -225,15 +224,10 @@ def parse_args(argv=None) -> GuidanceDistillConfig:
 
 def main(argv=None) -> int:
     rc = parse_args(argv)
-    device = rc.device if rc.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    torch.set_num_threads(rc.threads or (os.cpu_count() or 1))
+    device = command_device(rc.device, rc.threads)
     try:
         precision = resolve_precision(rc.precision, device)
-        out = Path(rc.out)
-        out.mkdir(parents=True, exist_ok=True)
-        log = JsonLog(out / "train.log")
-        log({"event": "start", "run": dataclasses.asdict(rc)})
-        log(precision_record(precision))
+        log = open_run(rc.out, {"event": "start", "run": dataclasses.asdict(rc)}, precision, quiet=rc.quiet)
         teacher, tok = load_pretrained(rc.teacher)
         teacher = teacher.to(device, memory_format=torch.channels_last)
         train(teacher, tok, rc, precision, log)
@@ -241,7 +235,6 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

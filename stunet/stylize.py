@@ -73,8 +73,8 @@ from .style_weights import (CONFIG_NAME, GROUPS, SPATIAL, STYLE_FORMAT, STYLE_JS
                             config_hash, group_names, load_style, param_group, read_style_info,
                             styled_pipeline, weights_hash)      # (re-exported: the sampling side of styles)
 from .text import Tokenizer
-from .training_loop import (JsonLog, LoopConfig, Optimisation, OptimConfig, add_optimisation_args, fit, load_state,
-                            precision_record, save_state)
+from .training_loop import (LoopConfig, Optimisation, OptimConfig, add_optimisation_args, command_device, fit,
+                            load_state, open_run, save_state)
 
 TASK_PROBS = (0.8, 0.0, 0.2, 0.0)      # as the image stage (train.run_stage): no conditioning, or a region
 DATA = ("frames", "clips")              # what the spatial fine-tune sees (module docstring)
@@ -383,21 +383,12 @@ def parse_args(argv=None) -> StylizeConfig:
 
 def main(argv=None) -> int:
     rc = parse_args(argv)
-    device = rc.device if rc.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    rc = dataclasses.replace(rc, device=device)
-    torch.set_num_threads(rc.threads or (os.cpu_count() or 1))
+    rc = dataclasses.replace(rc, device=command_device(rc.device, rc.threads))
     try:
-        precision = resolve_precision(rc.precision, device)
+        precision = resolve_precision(rc.precision, rc.device)
         base, tok = load_pretrained(rc.model)
-        out = Path(rc.out)
-        if not rc.resume and (out / STYLE_JSON).exists():
-            raise ValueError(f"{out} already holds a style; pass --resume to continue it, or another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        log = JsonLog(out / "train.log")
-        log({"event": "start", "run": dataclasses.asdict(rc)})
-        log(precision_record(precision))
-        if not rc.quiet:
-            print(f"precision: {precision.name} ({precision.reason})", file=sys.stderr)
+        log = open_run(rc.out, {"event": "start", "run": dataclasses.asdict(rc)}, precision,
+                       occupied=STYLE_JSON, what="style", resume=rc.resume, quiet=rc.quiet)
         train(base, tok, rc, precision, log, base_model=str(rc.model or "the shipped model"))
         log.close()
     except (ValueError, OSError) as e:
@@ -405,7 +396,6 @@ def main(argv=None) -> int:
         return 1
     print(rc.out)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

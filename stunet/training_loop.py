@@ -1,4 +1,5 @@
-"""The training scaffold every trainer shares: ``stunet train``, ``train-cascade``, ``distill``, ``distill-guidance``.
+"""The training scaffold every trainer shares: ``stunet train``, ``train-cascade``, ``distill``, ``distill-guidance``,
+``stylize``, ``train-ssr``.
 
 What a trainer brings is its loss (a callable from the step number to a loss and extra log fields) and
 what it saves; the rest is here, once, as in nanoGPT's ``train.py`` loop:
@@ -12,13 +13,16 @@ what it saves; the rest is here, once, as in nanoGPT's ``train.py`` loop:
   weights), ``optimizer.safetensors`` + ``optimizer.json`` (the optimiser's tensors and the rest),
   ``config.json`` and ``state.json`` (stage, step and what the trainer adds). The EMA weights are the
   run's checkpoint, saved and found by the trainer (``checkpoint.load_resume_ema``, ``model.safetensors``).
-* ``JsonLog``: the append-only ``train.log``, one JSON object a line with its time.
+* ``JsonLog``: the append-only ``train.log``, one JSON object a line with its time; ``command_device`` and
+  ``open_run``: a command's device, threads, run folder (refusing one that holds a run) and log.
 """
 from __future__ import annotations
 
 import copy
 import json
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +116,30 @@ def add_optimisation_args(p, *, lr: float, warmup: int, ema: float, ckpt_every: 
     p.add_argument("--ckpt-every", type=int, default=ckpt_every)
     p.add_argument("--minutes", type=float, default=float("inf"), help="wall-clock budget for this run")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state")
+
+
+def command_device(device: str, threads: int = 0) -> str:
+    """A training command's device (``auto``: cuda where available, else cpu); sets torch's CPU threads
+    (0: every core)."""
+    torch.set_num_threads(threads or (os.cpu_count() or 1))
+    return device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def open_run(out: str | Path, start: dict, precision, *, occupied: str | None = None, what: str = "run",
+             resume: bool = False, quiet: bool = False) -> "JsonLog":
+    """A training command's run folder and its ``train.log``, opened with ``start`` and the precision record.
+    ``occupied``: a file or folder whose presence means ``out`` already holds a run (a ``what``), refused unless
+    ``resume`` (a ValueError, before anything is written)."""
+    out = Path(out)
+    if occupied is not None and not resume and (out / occupied).exists():
+        raise ValueError(f"{out} already holds a {what}; pass --resume to continue it, or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    log = JsonLog(out / "train.log")
+    log(start)
+    log(precision_record(precision))
+    if not quiet:
+        print(f"precision: {precision.name} ({precision.reason})", file=sys.stderr)
+    return log
 
 
 # ---------------------------------------------------------------------------- log

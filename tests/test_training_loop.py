@@ -9,8 +9,9 @@ import torch
 from conftest import make_tiny
 from stunet import guidance_distill
 from stunet.checkpoint import save_pretrained
-from stunet.training_loop import (JsonLog, LoopConfig, Optimisation, OptimConfig, fit, learning_rate, load_state,
-                                  save_state)
+from stunet.precision import resolve
+from stunet.training_loop import (JsonLog, LoopConfig, Optimisation, OptimConfig, command_device, fit, learning_rate,
+                                  load_state, open_run, save_state)
 
 
 def _regression():
@@ -75,6 +76,29 @@ def test_json_log_appends_timed_records(tmp_path):
     recs = [json.loads(line) for line in (tmp_path / "train.log").read_text().splitlines()]
     assert [{k: v for k, v in r.items() if k != "time"} for r in recs] == [{"step": 1}, {"event": "done"}]
     JsonLog(None)({"step": 2})                                      # another rank's log: nothing written
+
+
+def test_a_command_opens_its_run_once_and_refuses_an_occupied_folder(tmp_path, capsys):
+    threads = torch.get_num_threads()
+    try:
+        assert command_device("cpu", 1) == "cpu" and torch.get_num_threads() == 1
+        assert command_device("auto", 1) == ("cuda" if torch.cuda.is_available() else "cpu")
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path / "run"
+    fp32 = resolve("fp32", "cpu")
+    log = open_run(out, {"event": "start", "run": {"a": 1}}, fp32, occupied="train_state")
+    log.close()
+    records = [json.loads(x) for x in (out / "train.log").read_text().splitlines()]
+    assert [r["event"] for r in records] == ["start", "precision"] and records[1]["precision"] == "fp32"
+    assert "precision: fp32" in capsys.readouterr().err
+    (out / "train_state").mkdir()
+    with pytest.raises(ValueError, match="already holds a style; pass --resume"):
+        open_run(out, {"event": "start"}, fp32, occupied="train_state", what="style", quiet=True)
+    assert len((out / "train.log").read_text().splitlines()) == 2           # refused before writing
+    open_run(out, {"event": "start"}, fp32, occupied="train_state", resume=True, quiet=True).close()
+    assert len((out / "train.log").read_text().splitlines()) == 4
+    assert capsys.readouterr().err == ""                                   # quiet: no precision line
 
 
 def test_guidance_distillation_runs_and_resumes_in_its_layout(tmp_path, tiny_tokenizer):

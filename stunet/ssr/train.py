@@ -4,7 +4,8 @@ Each step: ``batch`` pairs of ``window``-frame clips (``data.ssr_batch``: a ``cr
 matching crop of the base-size clip), the large crop noised to a uniform diffusion step, the small one
 upsampled (bicubic) and noise-augmented to a step drawn uniformly in [0, ``cond_noise_max``] (cascaded
 diffusion's conditioning augmentation: at sampling the base model's clip is not the world's, and the noise
-hides the difference), the loss the MSE of the network's prediction (v). AdamW with warm-up and cosine decay,
+hides the difference), the loss the MSE of the network's prediction (``config.prediction_type``: x0 by
+default) of what is diffused (``config.residual``: the large crop minus the bicubic upsampling of the small). AdamW with warm-up and cosine decay,
 an EMA (``stunet.training_loop``); the EMA weights are the run's model (``OUT/config.json`` +
 ``OUT/model.safetensors``), ``OUT/train_state`` resumes it, ``OUT/train.log`` holds JSON lines with a fixed
 held-out loss at every checkpoint.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,8 +27,8 @@ import torch
 from ..defaults import PRECISION, PRECISIONS
 from ..diffusion import add_noise, alphas_cumprod, target
 from ..precision import resolve as resolve_precision
-from ..training_loop import (JsonLog, LoopConfig, Optimisation, OptimConfig, add_optimisation_args, fit,
-                             precision_record, resume_into, save_state)
+from ..training_loop import (LoopConfig, Optimisation, OptimConfig, add_optimisation_args, command_device, fit,
+                             open_run, resume_into, save_state)
 from .checkpoint import save_ssr
 from .config import SSR_PRESETS, ssr_preset
 from .data import SSRBatch, ssr_batch
@@ -72,7 +72,7 @@ class TrainSSRConfig:
 
 
 def loss_fn(net: SSRNet, ac: torch.Tensor, b: SSRBatch, gen: torch.Generator) -> torch.Tensor:
-    """The v-prediction MSE on one batch; every random draw from ``gen`` (CPU), so a seed repeats it."""
+    """The MSE of the network's prediction (``config.prediction_type``) on one batch; every random draw from ``gen`` (CPU), so a seed repeats it."""
     cfg = net.config
     dev = next(net.parameters()).device
     n = b.hi.shape[0]
@@ -82,9 +82,11 @@ def loss_fn(net: SSRNet, ac: torch.Tensor, b: SSRBatch, gen: torch.Generator) ->
     cond_noise = torch.randn(b.hi.shape, generator=gen)
     hi, noise, cond_noise, t, c = (v.to(dev) for v in (b.hi, noise, cond_noise, t, c))
     ac = ac.to(dev)
-    cond = add_noise(ac, upsample(b.lo.to(dev), hi.shape[-1]), cond_noise, c)
-    out = net(add_noise(ac, hi, noise, t), t, cond, c)
-    return torch.nn.functional.mse_loss(out.float(), target(cfg, ac, hi, noise, t))
+    up = upsample(b.lo.to(dev), hi.shape[-1])
+    cond = add_noise(ac, up, cond_noise, c)
+    x0 = hi - up if cfg.residual else hi                  # what is diffused (config.residual)
+    out = net(add_noise(ac, x0, noise, t), t, cond, c)
+    return torch.nn.functional.mse_loss(out.float(), target(cfg, ac, x0, noise, t))
 
 
 @torch.no_grad()
@@ -176,20 +178,11 @@ def parse_args(argv=None) -> TrainSSRConfig:
 
 def main(argv=None) -> int:
     rc = parse_args(argv)
-    device = rc.device if rc.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    rc = dataclasses.replace(rc, device=device)
-    torch.set_num_threads(rc.threads or (os.cpu_count() or 1))
+    rc = dataclasses.replace(rc, device=command_device(rc.device, rc.threads))
     try:
-        precision = resolve_precision(rc.precision, device)
-        out = Path(rc.out)
-        if not rc.resume and (out / "train_state").exists():
-            raise ValueError(f"{out} already holds a run; pass --resume to continue it, or another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        log = JsonLog(out / "train.log")
-        log({"event": "start", "run": dataclasses.asdict(rc)})
-        log(precision_record(precision))
-        if not rc.quiet:
-            print(f"precision: {precision.name} ({precision.reason})", file=sys.stderr)
+        precision = resolve_precision(rc.precision, rc.device)
+        log = open_run(rc.out, {"event": "start", "run": dataclasses.asdict(rc)}, precision,
+                       occupied="train_state", resume=rc.resume, quiet=rc.quiet)
         train(rc, precision, log)
         log.close()
     except (ValueError, OSError) as e:
@@ -197,7 +190,6 @@ def main(argv=None) -> int:
         return 1
     print(rc.out)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
