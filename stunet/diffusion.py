@@ -84,9 +84,11 @@ def add_noise(ac: torch.Tensor, x0, noise, timesteps):
 
 
 def target(config: STUNetConfig, ac, x0, noise, timesteps):
-    """What the network learns to output at ``timesteps``: the noise (epsilon) or v."""
+    """What the network learns to output at ``timesteps``: the noise (epsilon), the clean clip (sample) or v."""
     if config.prediction_type == "epsilon":
         return noise
+    if config.prediction_type == "sample":
+        return x0
     return expand(ac[timesteps].sqrt(), x0) * noise - expand((1 - ac[timesteps]).sqrt(), x0) * x0
 
 
@@ -96,4 +98,6 @@ def predict_x0(config: STUNetConfig, ac, x_t, model_out, timesteps):
     s = expand((1 - ac[timesteps]).sqrt(), x_t)
     if config.prediction_type == "epsilon":
         return (x_t - s * model_out) / a.clamp_min(1e-4)
+    if config.prediction_type == "sample":
+        return model_out
     return a * x_t - s * model_out

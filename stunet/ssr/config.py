@@ -22,8 +22,13 @@ class SSRConfig:
     # Diffusion (duck-typed with STUNetConfig for stunet.diffusion and stunet.sampling).
     train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
-    prediction_type: str = "v_prediction"
+    # "sample": the network predicts the clean (residual) window itself (x0), so it never has to pass the
+    # noise through its channels; "v_prediction" / "epsilon" as the base model.
+    prediction_type: str = "sample"
     noise_shift: float = 1.0
+    # Residual parametrization: what is diffused is the high-resolution clip minus the bicubic upsampling of
+    # the clean base clip, so flat regions are zero to predict and the base's colours are kept by construction.
+    residual: bool = True
     # Conditioning augmentation (Ho et al. 2022, "Cascaded diffusion"): the upsampled base clip is noised to
     # a diffusion step drawn in [0, cond_noise_max] in training and set to cond_noise_step at sampling.
     cond_noise_max: int = 150
@@ -43,7 +48,9 @@ class SSRConfig:
         need(self.size % self.unshuffle == 0, f"unshuffle {self.unshuffle} must divide the output size {self.size}")
         need(self.channels % self.groups == 0, "channels must be a multiple of groups")
         need(self.emb_dim % 2 == 0, "emb_dim must be even")
-        need(self.prediction_type in ("v_prediction", "epsilon"), "prediction_type: v_prediction or epsilon")
+        need(self.prediction_type in ("sample", "v_prediction", "epsilon"),
+             "prediction_type: sample, v_prediction or epsilon")
+        need(isinstance(self.residual, bool), "residual must be true or false")
         need(0 <= self.cond_noise_step <= self.cond_noise_max < self.train_timesteps,
              "0 <= cond_noise_step <= cond_noise_max < train_timesteps")
         need(isinstance(self.noise_shift, (int, float)) and 0.1 <= self.noise_shift <= 64, "noise_shift in [0.1, 64]")
@@ -61,6 +68,7 @@ class SSRConfig:
         d = dict(d)
         if d.pop("model_type", "ssr") != "ssr":
             raise ValueError("not an SSR config (model_type)")
+        d.setdefault("residual", False)        # written before the field existed: those models diffused the clip itself
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown SSRConfig fields: {sorted(unknown)}")

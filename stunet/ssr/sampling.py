@@ -12,7 +12,9 @@ denoiser (``WindowedSSR``) calls the network on temporal windows and reconciles 
 
 Windows of one length are stacked into one batched call. Randomness comes from the caller's
 ``torch.Generator`` only (the starting noise and the conditioning's noise augmentation), so a seed gives the
-same clip. Shapes: base b c t h w in [-1, 1]; the result b c t H W in [-1, 1] (H = W = ``config.size``).
+same clip. With ``config.residual`` the loop runs on the residual over the bicubic upsampling of the base
+clip (the callback sees residuals), which is added back at the end. Shapes: base b c t h w in [-1, 1]; the
+result b c t H W in [-1, 1] (H = W = ``config.size``).
 """
 from __future__ import annotations
 
@@ -109,15 +111,15 @@ def upscale(model: SSRNet, base: torch.Tensor, *, generator: torch.Generator, st
     gdev = generator.device
     noise = torch.randn(shape, generator=generator, device=gdev).to(device)
     cond_noise = torch.randn(shape, generator=generator, device=gdev).to(device)
-    cond = upsample(base.to(device).float(), cfg.size)
+    up = upsample(base.to(device).float(), cfg.size)
     ac = sched.alphas_cumprod.float().to(device)
-    cond = add_noise(ac, cond, cond_noise, torch.full((b,), cfg.cond_noise_step, dtype=torch.long, device=device))
+    cond = add_noise(ac, up, cond_noise, torch.full((b,), cfg.cond_noise_step, dtype=torch.long, device=device))
     den = WindowedSSR(model.eval(), cond, cfg.cond_noise_step, ssr_windows(t, cfg.window, windows, overlap), precision)
     x = noise * sched.init_noise_sigma
     last = None
     for last in sample_loop(den, x, sched, sched.timesteps, config=cfg, generator=generator, callback=callback):
         pass
-    return last.sample.clamp(-1, 1)
+    return (last.sample + up if cfg.residual else last.sample).clamp(-1, 1)
 
 
 def upscale_clip(model: SSRNet, video, *, seed: int = 0, steps: int = SSR_STEPS, windows: str = "multidiffusion",
