@@ -37,9 +37,14 @@ layer frozen: at full strength 64 % of its frames read as outlined and the motio
 (not significant at 60 clips), though the objects hold their size less well (the style card in
 assets/stunet-shapes-styles has the measurement).
 
-*Upscale* (Generate, where the server has an SSR model) is Lumiere's last stage: a second, small diffusion
+*Upscale* (Generate, on where the server has an SSR model) is Lumiere's last stage: a second, small diffusion
 model lifts the 32×32 clip to 128×128. It sees 8 frames at a time; the windows overlap and their
-predictions are averaged at every step (MultiDiffusion), so no seam shows where one window ends.
+predictions are averaged at every step (MultiDiffusion). Measured on 60 clips (assets/stunet-ssr): shrunk back,
+the upscaled clips keep the base clips' verdicts (colour, motion, coherence in all 60, shape in 59); against
+the world's own 128×128 drawing their error is under half of bicubic upscaling's; and what the SSR stage adds
+changes more across a window boundary than elsewhere with independent windows than with MultiDiffusion, in
+59 of 60 clips, though by little (ratio 1.03 against 0.99): at this scale the base clip decides nearly
+everything the SSR stage draws.
 
 The picture: each box is a level's feature volume, front face = height × width, depth = frames;
 orange = temporal attention. The Inspect tab shows what actually happens in each of them for your clip.

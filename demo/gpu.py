@@ -121,7 +121,11 @@ def generate_duration(studio):
         except L.LimitError:
             distilled = False
         rows = 1 if distilled or _float(guidance, L.MAX_GUIDANCE) == 1.0 else 2
-        return seconds(clip_seconds(n, f, rows, window) + (SSR_S if upscale is True else 0.0))
+        try:
+            ssr = studio.check_upscale(upscale)                  # None: the page's default (on where offered)
+        except L.LimitError:
+            ssr = False                                          # refused at once by the handler
+        return seconds(clip_seconds(n, f, rows, window) + (SSR_S if ssr else 0.0))
     return duration
 
 

@@ -178,13 +178,14 @@ class ExampleCache:
         self._clips: dict[tuple, ClipRecord] = {}
         self._lock = threading.Lock()
 
-    def key(self, s: Settings, fps: int, model: str = "full") -> tuple | None:
-        """The cache key of a request that is one of the examples with default settings, else None."""
+    def key(self, s: Settings, fps: int, model: str = "full", upscale: bool = False) -> tuple | None:
+        """The cache key of a request that is one of the examples with default settings (upscaled or not), else
+        None."""
         for p, seed, steps, guidance, frames in self.examples:
             if (s.prompt, s.seed, s.steps, s.guidance, s.frames, s.sampler, s.stride, fps, model) == \
                     (p, seed, steps, float(guidance), frames, self.sampler, L.DEFAULT_STRIDE, L.DEFAULT_FPS,
                      self.model):
-                return (s, fps, model)
+                return (s, fps, model, bool(upscale))
         return None
 
     def get(self, key: tuple | None) -> ClipRecord | None:

@@ -159,9 +159,12 @@ class Studio(InspectHandlers):
         return L.check_choice("Style", style, [NO_STYLE, *self.styles.names]), strength
 
     def check_upscale(self, upscale) -> bool:
-        """Whether the request asks for the SSR stage (a bool, or None / "" for no); asking where the server has no
-        SSR model is a LimitError saying so."""
-        if upscale is None or upscale == "":
+        """Whether the request asks for the SSR stage: a bool; None for the page's default (``limits.DEFAULT_UPSCALE``
+        where the server offers it, else no); "" for no. Asking where the server has no SSR model is a LimitError
+        saying so."""
+        if upscale is None:
+            return L.DEFAULT_UPSCALE and self.upscaler.available
+        if upscale == "":
             return False
         if not isinstance(upscale, bool):
             raise LimitError(f"Upscale must be true or false, got {str(upscale)[:40]!r}.")
@@ -338,7 +341,7 @@ class Studio(InspectHandlers):
 
     def generate(self, prompt, seed, steps, guidance, frames, sampler=L.DEFAULT_SAMPLER,
                  stride=L.DEFAULT_STRIDE, fps=L.DEFAULT_FPS, first_frame=None, model=None, style=NO_STYLE,
-                 style_strength=L.DEFAULT_STYLE_STRENGTH, upscale=False, progress=gr.Progress()):
+                 style_strength=L.DEFAULT_STYLE_STRENGTH, upscale=None, progress=gr.Progress()):
         """Generator: x0-hat previews while sampling (at most one per ``limits.PREVIEW_EVERY_S``), then
         the clip, its MP4, settings and record (``GenerateOutputs``; the GIF is made on request, ``make_gif``).
 
@@ -349,6 +352,7 @@ class Studio(InspectHandlers):
         (``self.styles``) or "None", its spatial weights mixed in at ``style_strength`` (``pipe_of``).
         ``upscale``: lift the clip to the SSR model's size (Lumiere's SSR stage, ``stunet.ssr``: MultiDiffusion
         windows, seeded by the clip's seed); the large clip is shown and downloaded, Inspect keeps the base clip.
+        None: the page's default (on where the server offers it).
         The clip is stopped between steps once it runs, or is projected to run, past
         ``limits.job_deadline_s`` (a multiple of its steps at the pace of its first step).
         """
@@ -357,7 +361,7 @@ class Studio(InspectHandlers):
         style, strength = self.check_style(style, style_strength)
         first = self.check_first_frame(first_frame)
         upscale = self.check_upscale(upscale)
-        key = self.examples.key(s, fps, choice.key) if first is None and style is None and not upscale else None
+        key = self.examples.key(s, fps, choice.key, upscale) if first is None and style is None else None
         cached = self.examples.get(key)
         if cached is not None:
             yield self._final(cached, cached=True).values()

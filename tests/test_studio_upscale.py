@@ -1,4 +1,4 @@
-"""The studio's Upscale choice (issue 34) on the tiny model and a tiny SSR model: off by default; on, the clip is
+"""The studio's Upscale choice (issue 34) on the tiny model and a tiny SSR model: on by default where offered; on, the clip is
 lifted by the SSR stage (the same clip as ``stunet.ssr.sampling.upscale_clip`` of the base clip and its seed),
 shown, downloaded and replayed as such while Inspect keeps the base clip; not offered (a clear error) where the
 server has no SSR model or one for other clips; and ``/generate``'s ``upscale`` through gradio_client
@@ -38,7 +38,7 @@ def test_upscale_lifts_the_clip_and_inspect_keeps_the_base(studio):
     import imageio.v3 as iio
 
     from stunet.ssr.sampling import upscale_clip
-    plain = clip(studio)
+    plain = clip(studio, upscale=False)
     assert plain.upscaled is None and "upscale" not in plain.settings_dict()
     up = clip(studio, upscale=True)
     np.testing.assert_array_equal(up.video, plain.video)                 # the base clip: what Inspect reads
@@ -58,6 +58,17 @@ def test_upscale_lifts_the_clip_and_inspect_keeps_the_base(studio):
     assert up.rerecorded_same is True                                    # Inspect's re-run is the base clip
 
 
+def test_an_example_is_cached_upscaled_and_not_apart(tiny_model, tiny_tokenizer, ssr_dir):
+    from demo.studio import Studio
+    from stunet.pipeline import Pipeline
+    studio = Studio(Pipeline(tiny_model, tiny_tokenizer), ssr=ssr_dir / "ssr16", examples=[[PROMPT, 3, 2, 3.0, 8]])
+    plain, up = clip(studio, upscale=False), clip(studio)                    # the default: upscaled, where offered
+    assert plain.upscaled is None and up.upscaled is not None                # two entries, not one served twice
+    outs = list(studio.generate(PROMPT, 3, 2, 3.0, 8, upscale=True))
+    assert len(outs) == 1 and outs[0][-1] is up and "example cache" in outs[0][5]
+    assert list(studio.generate(PROMPT, 3, 2, 3.0, 8, upscale=False))[-1][-1] is plain
+
+
 def test_upscale_is_refused_where_not_offered(studio, tiny_model, tiny_tokenizer, ssr_dir, tmp_path):
     from conftest import slow_model
     from demo.gpu import SSR_S, generate_duration
@@ -73,12 +84,15 @@ def test_upscale_is_refused_where_not_offered(studio, tiny_model, tiny_tokenizer
                 clip(other, upscale=True)
         assert calls == []                                               # refused before any sampling
         assert clip(other, upscale=False).upscaled is None
+        assert clip(other).upscaled is None                              # the default where not offered: off
     for bad in ("yes", 1, 0.5):
         with pytest.raises(LimitError, match="Upscale must be true or false"):
             clip(studio, upscale=bad)
     duration = generate_duration(studio)
     args = (PROMPT, 3, 2, 3.0, 8, "dpm++", 1, 8, None, "full", "None", 1.0)
     assert duration(*args, True) >= duration(*args, False) + int(SSR_S) - 1
+    assert duration(*args) == duration(*args, None) == duration(*args, True)      # the default: on, where offered
+    assert duration(*args, "maybe") == duration(*args, False)                     # refused at once: no SSR time
 
 
 def test_the_page_offers_upscale_only_with_a_model(tiny_model, tiny_tokenizer, ssr_dir, tmp_path):
@@ -91,7 +105,7 @@ def test_the_page_offers_upscale_only_with_a_model(tiny_model, tiny_tokenizer, s
     off = box(build_demo(pipe, warm=False, janitor=False, ssr=tmp_path / "none"))
     assert off.value is False and off.interactive is False and "Not offered here" in off.info
     on = box(build_demo(pipe, warm=False, janitor=False, ssr=ssr_dir / "ssr16"))
-    assert on.value is False and on.interactive is True and "MultiDiffusion" in on.info and "32×32" in on.label
+    assert on.value is True and on.interactive is True and "MultiDiffusion" in on.info and "32×32" in on.label
 
 
 # ------------------------------------------------------------------------------ through the server
@@ -104,8 +118,8 @@ def test_generate_api_upscale_parameter(tiny_checkpoint, ssr_dir):
     from gradio_client.exceptions import AppError
     with launched_app(tiny_checkpoint, ssr=ssr_dir / "ssr16") as (d, url):
         c = Client(url, verbose=False)
-        plain = c.predict(PROMPT, 4, 2, 3.0, 8, api_name="/generate")               # unchanged: no upscale
-        up = c.predict(PROMPT, 4, 2, 3.0, 8, upscale=True, api_name="/generate")
+        plain = c.predict(PROMPT, 4, 2, 3.0, 8, upscale=False, api_name="/generate")
+        up = c.predict(PROMPT, 4, 2, 3.0, 8, api_name="/generate")                  # the default: upscaled
         assert "upscale" not in plain[3] and up[3]["upscale"] is True and "upscaled to 32×32" in up[5]
         small, large = (np.asarray(iio.imread(r[0], index=None)) for r in (plain, up))
         assert small.shape[1:3] == large.shape[1:3] == (VIDEO_SIDE, VIDEO_SIDE)   # both shown about VIDEO_SIDE px
