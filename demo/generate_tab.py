@@ -15,7 +15,7 @@ import gradio as gr
 from . import gpu
 from . import limits as L
 from .errors import guarded
-from .models import NO_STYLE
+from .models import LABELS, NO_STYLE
 from .studio import SAMPLER_LABELS, Studio
 
 EXAMPLE_PROMPTS = [
@@ -72,6 +72,21 @@ def example_rows(tokenizer, defaults, window: int) -> list[list]:
             if not tokenizer.encode(p).unknown]
 
 
+def guidance_note(choices) -> str | None:
+    """The Guidance slider's note where a model guides on a schedule (its sampling.json's interval and its scale
+    outside it, ``stunet.denoiser``): what the slider sets, and what the other steps get."""
+    parts = []
+    for m in choices:
+        d = m.defaults
+        if d.guidance_interval is not None:
+            lo, hi = d.guidance_interval
+            rest = f"{d.guidance_elsewhere:g}" if d.guidance_elsewhere != 1 else "1 (unguided)"
+            noisiest = " (the noisiest, where the motion is decided)" if hi == 999 else ""
+            parts.append(f"{LABELS.get(m.key, m.key)} model: this scale at diffusion timesteps {lo}-{hi}{noisiest}, "
+                         f"{rest} at the others")
+    return "; ".join(parts) + "." if parts else None
+
+
 def _form(studio: Studio, cfg, choice, first_prompt: str) -> dict:
     """The prompt, the model picker, Generate / Stop, the first frame and the Advanced settings."""
     d0, window, factor = choice.defaults, cfg.frames, cfg.temporal_factor
@@ -104,7 +119,8 @@ def _form(studio: Studio, cfg, choice, first_prompt: str) -> dict:
         c["steps"] = gr.Slider(L.MIN_STEPS, L.MAX_STEPS, value=d0.steps, step=1,
                                label="Denoising steps", elem_id="steps")
         c["guidance"] = gr.Slider(L.MIN_GUIDANCE, L.MAX_GUIDANCE, value=d0.guidance, step=0.5,
-                                  label="Guidance (classifier-free)", elem_id="guidance")
+                                  label="Guidance (classifier-free)", info=guidance_note(studio.choices),
+                                  elem_id="guidance")
         c["sampler"] = gr.Dropdown([(SAMPLER_LABELS.get(s, s), s) for s in L.SAMPLERS],
                                    value=d0.sampler, label="Sampler", elem_id="sampler")
         c["frames"] = gr.Slider(f_lo, f_hi, value=window, step=factor, label="Frames",
@@ -124,7 +140,8 @@ def _form(studio: Studio, cfg, choice, first_prompt: str) -> dict:
 
 
 def _upscale(studio: Studio, c: dict) -> None:
-    """The Upscale choice (issue 34; into ``c``): off, and not offered, where the server has no SSR model."""
+    """The Upscale choice (issue 34; into ``c``): on where the server has an SSR model for the clips
+    (``limits.DEFAULT_UPSCALE``); off, and not offered, where it has none."""
     up = studio.upscaler
     if up.available:
         note = (f"Lumiere's SSR stage: the clip lifted to {up.size}×{up.size} by a second diffusion model, on "
@@ -203,8 +220,9 @@ def wire_generate_tab(studio: Studio, c: GenerateControls, record, *, concurrenc
                       "settings, preview, status (gif: None, made on request by /gif). model: 'full', 'one-pass' or "
                       "'fast' where offered (steps, guidance and sampler are taken as given: pass the model's own, "
                       "see /model_defaults). style: 'None' (the default) or a style offered, its spatial weights "
-                      "mixed in at style_strength (0 to 1, default 1). upscale: true to lift the clip to 128x128 "
-                      "with the SSR model where the server has one (the video, MP4 and GIF are then the large clip).",
+                      "mixed in at style_strength (0 to 1, default 1). upscale: lift the clip to 128x128 with the SSR "
+                      "model (default true where the server has one; the video, MP4 and GIF are then the large "
+                      "clip; false keeps the model's own size).",
                       **common)
     gen_events = [gen_event]
     if c.examples is not None:

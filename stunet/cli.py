@@ -29,7 +29,7 @@ import json
 import sys
 from pathlib import Path
 
-from .defaults import GUIDANCE, PRECISIONS, SAMPLER, SAMPLERS, STEPS, parse_interval
+from .defaults import GUIDANCE, PRECISIONS, SAMPLER, SAMPLERS, STEPS, parse_elsewhere, parse_interval
 
 
 def _pyramid_dict(cfg, frames=None) -> dict:
@@ -177,6 +177,12 @@ def cmd_generate(args) -> int:
     except ValueError as e:
         print(f"error: --guidance-interval: {e}", file=sys.stderr)
         return 2
+    if args.guidance_elsewhere is not None:
+        try:
+            parse_elsewhere(args.guidance_elsewhere, args.guidance_interval)
+        except ValueError as e:
+            print(f"error: --guidance-elsewhere: {e}", file=sys.stderr)
+            return 2
     ssr = None
     if args.upscale:
         from .ssr.checkpoint import load_ssr
@@ -200,7 +206,7 @@ def cmd_generate(args) -> int:
     first = read_image(args.image, (net.height, net.width)) if args.image else None
     from .ablate import cli_parts                       # --ablate: checked for every prompt before any sampling
     parts = cli_parts(pipe, args.ablate, [Settings(p, seed=args.seed, steps=args.steps, guidance=args.guidance,
-                      guidance_interval=args.guidance_interval,
+                      guidance_interval=args.guidance_interval, guidance_elsewhere=args.guidance_elsewhere,
                       frames=args.frames or pipe.config.frames, sampler=args.sampler, stride=args.stride)
                       for p in prompts])
     status = 0
@@ -215,7 +221,7 @@ def cmd_generate(args) -> int:
             print(f"warning: unknown words {enc.unknown} in {prompt!r} are ignored; the model knows: {vocab}",
                   file=sys.stderr)
         s = Settings(prompt, seed=args.seed, steps=args.steps, guidance=args.guidance,
-                     guidance_interval=args.guidance_interval,
+                     guidance_interval=args.guidance_interval, guidance_elsewhere=args.guidance_elsewhere,
                      frames=args.frames or pipe.config.frames, sampler=args.sampler, stride=args.stride)
         if parts:
             from .interventions import run as run_intervened
@@ -365,6 +371,8 @@ def main(argv=None) -> int:
     g.add_argument("--guidance-interval", metavar="LO,HI", default=None,
                    help="guide only at diffusion timesteps LO..HI; other steps cost one row (default: the model's own; "
                         "'all': every step)")
+    g.add_argument("--guidance-elsewhere", type=float, metavar="W", help="guidance scale outside "
+                   "--guidance-interval (default: the model's own with its own interval, else 1: unguided)")
     g.add_argument("--frames", type=int, help="default: the model's window; longer uses MultiDiffusion")
     g.add_argument("--sampler", default=None, choices=SAMPLERS,
                    help=f"solver (default: the model's own: {SAMPLER} for the full model, ddim for a distilled one)")

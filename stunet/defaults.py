@@ -24,6 +24,8 @@ GUIDANCE = 3.0
 # Diffusion timesteps (inclusive) where guidance applies; None: every step (Kynkäänniemi et al.
 # 2024 guide only in a limited interval; an unguided step costs one network row instead of two).
 GUIDANCE_INTERVAL = None
+# The guidance scale of the steps outside that interval (1: unguided, the conditional prediction alone).
+GUIDANCE_ELSEWHERE = 1.0
 
 # Compute precision: "auto" measures bf16 against fp32 once per process and takes the faster
 # (``precision.resolve``); "fp32" / "bf16" force one. $STUNET_PRECISION sets it for the studio.
@@ -43,6 +45,7 @@ class SamplingDefaults:
     guidance: float = GUIDANCE
     sampler: str = SAMPLER
     guidance_interval: tuple[int, int] | None = GUIDANCE_INTERVAL
+    guidance_elsewhere: float = GUIDANCE_ELSEWHERE
 
     def __post_init__(self):
         if not (isinstance(self.steps, int) and 1 <= self.steps <= 1000):
@@ -53,10 +56,11 @@ class SamplingDefaults:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.guidance_interval is not None:
             object.__setattr__(self, "guidance_interval", parse_interval(self.guidance_interval))
+        object.__setattr__(self, "guidance_elsewhere", parse_elsewhere(self.guidance_elsewhere, self.guidance_interval))
 
     @classmethod
     def from_dict(cls, d: dict) -> "SamplingDefaults":
-        unknown = set(d) - {"steps", "guidance", "sampler", "guidance_interval"}
+        unknown = set(d) - {"steps", "guidance", "sampler", "guidance_interval", "guidance_elsewhere"}
         if unknown:
             raise ValueError(f"unknown sampling keys {sorted(unknown)}")
         return cls(**d)
@@ -65,6 +69,8 @@ class SamplingDefaults:
         d = {"steps": self.steps, "guidance": self.guidance, "sampler": self.sampler}
         if self.guidance_interval is not None:
             d["guidance_interval"] = list(self.guidance_interval)
+        if self.guidance_elsewhere != GUIDANCE_ELSEWHERE:
+            d["guidance_elsewhere"] = self.guidance_elsewhere
         return d
 
 
@@ -83,3 +89,17 @@ def parse_interval(value) -> tuple[int, int] | None:
     if not 0 <= lo <= hi <= 999:
         raise ValueError(f"guidance interval must have 0 <= LO <= HI <= 999, got {value!r}")
     return lo, hi
+
+
+def parse_elsewhere(value, interval: tuple[int, int] | None) -> float:
+    """The guidance scale outside the interval: a number in [0, 30]; other than 1 only with an interval set.
+    Raises ValueError naming the value."""
+    try:
+        w = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"guidance outside the interval must be a number, got {value!r}") from None
+    if not 0.0 <= w <= 30.0:
+        raise ValueError(f"guidance outside the interval must be in [0, 30], got {value!r}")
+    if w != 1.0 and interval is None:
+        raise ValueError("a guidance scale outside the interval needs a guidance interval")
+    return w

@@ -11,6 +11,8 @@ everything about *calling the model* so that the sampling loop only steps a solv
 * guidance in a limited interval of noise levels (Kynkäänniemi et al. 2024, arXiv 2404.07724):
   with ``interval=(lo, hi)`` a step at diffusion timestep ``lo <= t <= hi`` is guided and any
   other step is the conditional prediction alone (scale 1), which costs one row instead of two;
+  or, with ``elsewhere`` != 1, guided at that other scale (a two-level schedule: e.g. a stronger
+  scale at the high-noise steps where a clip's motion is decided);
 * temporal MultiDiffusion (Lumiere section 3.2 applied to time): a clip longer than the
   training window is covered by overlapping windows, each denoised, the predictions averaged
   where windows overlap; a clip that fits one window is one plain call, bit for bit;
@@ -26,7 +28,7 @@ from __future__ import annotations
 import torch
 
 from .conditioning import Conditioning
-from .defaults import GUIDANCE, parse_interval
+from .defaults import GUIDANCE, parse_elsewhere, parse_interval
 from .inspection import step_scope
 from .model import STUNet
 from .precision import Precision, resolve
@@ -59,12 +61,13 @@ class Denoiser:
     """Guided, windowed, conditioned calls of a STUNet on a batch of ``b`` clips of ``frames`` frames.
 
     guidance: one scale for every clip, or a tensor of ``b`` scales (one per clip, as distillation
-    draws them). interval: ``(lo, hi)`` timesteps where guidance applies (None: every step).
+    draws them). interval: ``(lo, hi)`` timesteps where guidance applies (None: every step);
+    elsewhere: the scale of the steps outside it (1: the conditional prediction alone, one row).
     """
 
     def __init__(self, model: STUNet, conditioning: Conditioning, *, frames: int,
                  guidance: float | torch.Tensor = GUIDANCE, interval: tuple[int, int] | None = None,
-                 precision: Precision | str | None = None, inspector=None):
+                 elsewhere: float = 1.0, precision: Precision | str | None = None, inspector=None):
         cfg, c = model.config, conditioning
         self.model, self.config, self.conditioning = model, cfg, c
         self.device = model_device(model)
@@ -83,6 +86,14 @@ class Denoiser:
         if self.guided and c.uncond is None:
             raise ValueError("guidance != 1 needs the unconditional (empty prompt) encoding")
         self.interval = parse_interval(interval)
+        self.elsewhere = parse_elsewhere(elsewhere, self.interval)
+        if self.elsewhere != 1.0:
+            if isinstance(guidance, torch.Tensor):
+                raise ValueError("a scale outside the guidance interval needs one guidance scale, not one per clip")
+            self.scaled = True
+            self.guided = not self.embedded
+            if self.guided and c.uncond is None:
+                raise ValueError("guidance != 1 needs the unconditional (empty prompt) encoding")
         self.rows_run = 0                   # network rows evaluated so far (b x windows x 1 or 2 a step)
         window = c.window or cfg.frames
         self.overlap = window // 2 if c.overlap is None else c.overlap
@@ -118,15 +129,25 @@ class Denoiser:
         """A value per clip (b) -> one per network row (reps x windows x b), in the rows' order."""
         return v.repeat(reps * len(self.windows))
 
-    def guides_at(self, timestep: int | torch.Tensor) -> bool:
-        """Whether the step at diffusion ``timestep`` is guided (inside the interval, when one is set)."""
-        if not self.scaled:
-            return False
+    def in_interval(self, timestep: int | torch.Tensor) -> bool:
+        """Whether diffusion ``timestep`` lies in the guidance interval (always, when none is set)."""
         if self.interval is None:
             return True
         if isinstance(timestep, torch.Tensor) and timestep.numel() > 1:
             raise ValueError("a guidance interval needs one timestep for the whole batch")
         return self.interval[0] <= int(timestep) <= self.interval[1]
+
+    def scale_at(self, timestep: int | torch.Tensor) -> float | torch.Tensor:
+        """The guidance scale of the step at diffusion ``timestep``: ``guidance`` inside the interval,
+        ``elsewhere`` outside it."""
+        return self.guidance if self.in_interval(timestep) else self.elsewhere
+
+    def guides_at(self, timestep: int | torch.Tensor) -> bool:
+        """Whether the step at diffusion ``timestep`` is guided (its scale is not 1, or per clip)."""
+        if not self.scaled:
+            return False
+        w = self.scale_at(timestep)
+        return isinstance(w, torch.Tensor) or w != 1.0
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, timestep: int | torch.Tensor, step: int = 0) -> torch.Tensor:
@@ -146,15 +167,14 @@ class Denoiser:
             at = int(timestep)
             tt = torch.full((n,), at, dtype=torch.long, device=self.device)
         kw = {}
+        w = self.scale_at(timestep) if guide else 1.0
         if self.embedded:
-            w = self.guidance if guide else 1.0
             kw["guidance"] = self._per_row(w, reps) if isinstance(w, torch.Tensor) else w
         self.rows_run += n
         with step_scope(self.inspector, step=step, timestep=at), self.precision.autocast(self.device.type):
             out = self.model(xin, tt, text, self.stride, cond, mask, **kw).float()
         if two:
             c_out, u_out = out.chunk(2)
-            w = self.guidance
             if isinstance(w, torch.Tensor):
                 w = self._per_row(w, 1).view(-1, *([1] * (out.dim() - 1)))
             out = u_out + w * (c_out - u_out)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_pretrained, read_sampling
-from .defaults import SAMPLERS, SamplingDefaults, parse_interval
+from .defaults import SAMPLERS, SamplingDefaults, parse_elsewhere, parse_interval
 from .conditioning import Conditioning
 from .denoiser import Denoiser, model_device
 from .model import STUNet
@@ -48,17 +48,26 @@ class Settings:
     stride: int = 1
     overlap: int | None = None          # MultiDiffusion overlap (frames) when frames > window
     guidance_interval: tuple[int, int] | None = None    # timesteps guided (lo, hi); None: the model's own
+    guidance_elsewhere: float | None = None     # the scale outside the interval; None: the model's own, else 1
 
     def __post_init__(self):
         object.__setattr__(self, "guidance_interval", parse_interval(self.guidance_interval))
+        if self.guidance_elsewhere is not None:
+            if self.guidance_interval is None:
+                raise ValueError("a guidance scale outside the interval needs a guidance interval")
+            object.__setattr__(self, "guidance_elsewhere", parse_elsewhere(self.guidance_elsewhere,
+                                                                           self.guidance_interval))
 
     def to_dict(self) -> dict:
-        """The fields as a dict; an unset guidance interval is left out (settings files stay as they were)."""
+        """The fields as a dict; an unset guidance interval, and a scale of 1 (or unset) outside it, are left
+        out (settings files stay as they were)."""
         d = asdict(self)
         if d["guidance_interval"] is None:
             del d["guidance_interval"]
         else:
             d["guidance_interval"] = list(d["guidance_interval"])
+        if d["guidance_elsewhere"] in (None, 1.0):
+            del d["guidance_elsewhere"]
         return d
 
 
@@ -114,13 +123,18 @@ class Pipeline:
         return bool(self.config.guidance_embedding)
 
     def complete(self, s: Settings) -> Settings:
-        """``s`` with unset steps / guidance / sampler / guidance interval taken from the model's defaults."""
+        """``s`` with unset steps / guidance / sampler / guidance interval taken from the model's defaults; an
+        unset scale outside the interval is the model's with the model's interval, else 1 (unguided)."""
         d = self.defaults
+        own = s.guidance_interval is None
+        interval = d.guidance_interval if own else s.guidance_interval
+        elsewhere = s.guidance_elsewhere
+        if elsewhere is None and interval is not None:
+            elsewhere = d.guidance_elsewhere if own else 1.0
         return replace(s, steps=d.steps if s.steps is None else s.steps,
                        guidance=d.guidance if s.guidance is None else s.guidance,
                        sampler=d.sampler if s.sampler is None else s.sampler,
-                       guidance_interval=(d.guidance_interval if s.guidance_interval is None
-                                          else s.guidance_interval))
+                       guidance_interval=interval, guidance_elsewhere=elsewhere)
 
     def validate(self, s: Settings) -> None:
         cfg = self.config
@@ -135,26 +149,31 @@ class Pipeline:
     @torch.no_grad()
     def iter_batch(self, prompts: Sequence[str], *, generator: torch.Generator, steps: int | None = None,
                    guidance: float | None = None, sampler: str | None = None, frames: int | None = None, stride: int = 1,
-                   guidance_interval: tuple[int, int] | None = None, overlap: int | None = None,
+                   guidance_interval: tuple[int, int] | None = None, guidance_elsewhere: float | None = None,
+                   overlap: int | None = None,
                    cond: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                    init: torch.Tensor | None = None, strength: float = 1.0,    # SDEdit: as sampling.iter_sample
                    inspector=None, callback: Callable[[StepOutput], None] | None = None) -> Iterator[StepOutput]:
         """Denoising steps of one clip per prompt (b = len(prompts)); the last StepOutput's sample is the batch.
-        steps / guidance / sampler / guidance_interval None: the model's defaults."""
+        steps / guidance / sampler / guidance_interval None: the model's defaults (an unset interval brings the
+        model's scale outside it too; ``guidance_elsewhere`` None: 1, unguided outside a given interval)."""
         steps = self.defaults.steps if steps is None else steps
         if guidance_interval is None:
             guidance_interval = self.defaults.guidance_interval
+            if guidance_elsewhere is None:
+                guidance_elsewhere = self.defaults.guidance_elsewhere
+        guidance_elsewhere = 1.0 if guidance_elsewhere is None else guidance_elsewhere
         guidance = self.defaults.guidance if guidance is None else guidance
         sampler = self.defaults.sampler if sampler is None else sampler
         ids, _ = self.tokenizer.batch(list(prompts))
         text = self.model.encode_text(ids.to(self.device))
         uncond = None
-        if guidance != 1.0 and not self.distilled:
+        if (guidance != 1.0 or guidance_elsewhere != 1.0) and not self.distilled:
             uncond = self.model.encode_text(self._uncond_ids.to(self.device).expand(len(prompts), -1))
         conditioning = Conditioning(text, uncond, stride=stride, cond=cond, mask=mask, overlap=overlap)
         frames = frames or (init.shape[2] if init is not None else self.config.frames)
         den = Denoiser(self.model, conditioning, frames=frames, guidance=guidance, interval=guidance_interval,
-                       precision=self.precision, inspector=inspector)
+                       elsewhere=guidance_elsewhere, precision=self.precision, inspector=inspector)
         yield from denoise(den, generator=generator, steps=steps, sampler=sampler, init=init, strength=strength,
                            callback=callback)
 
@@ -182,7 +201,8 @@ class Pipeline:
             mask = torch.zeros(1, 1, s.frames, cfg.height, cfg.width)
             mask[:, :, 0] = 1
         yield from self.iter_batch([s.prompt], generator=gen, steps=s.steps, guidance=s.guidance,
-                                   sampler=s.sampler, guidance_interval=s.guidance_interval, frames=s.frames,
+                                   sampler=s.sampler, guidance_interval=s.guidance_interval,
+                                   guidance_elsewhere=s.guidance_elsewhere, frames=s.frames,
                                    stride=s.stride, overlap=s.overlap,
                                    cond=cond, mask=mask, inspector=inspector)
 

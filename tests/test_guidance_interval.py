@@ -102,3 +102,75 @@ def test_cli_refuses_a_bad_interval_before_loading(capsys):
     from stunet.cli import main
     assert main(["generate", PROMPT, "--guidance-interval", "9,1", "--out", "x.npy"]) == 2
     assert "--guidance-interval" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- another scale outside the interval
+def _batch(pipe, seed=0, **kw):
+    return pipe.sample_batch([PROMPT], generator=torch.Generator().manual_seed(seed), steps=STEPS, **kw)
+
+
+def test_a_scale_outside_the_interval_makes_a_two_level_schedule(tiny_model, tiny_tokenizer):
+    pipe = Pipeline(tiny_model, tiny_tokenizer, "fp32")
+    ts = _timesteps(tiny_model, tiny_tokenizer)
+    high = (ts[1], 999)                                                   # steps 0 and 1: the noisiest
+    text, uncond = _enc(tiny_model, tiny_tokenizer)
+    den = Denoiser(tiny_model, Conditioning(text, uncond), frames=tiny_model.config.frames, guidance=5.0,
+                   interval=high, elsewhere=3.0)
+    assert [den.scale_at(t) for t in ts] == [5.0, 5.0, 3.0, 3.0]
+    assert all(den.guides_at(t) for t in ts)
+    x = torch.randn(den.shape, generator=torch.Generator().manual_seed(0))
+    den(x, ts[0]), den(x, ts[3])
+    assert den.rows_run == 2 + 2                                          # guided at both levels: two rows
+    # the same scale on both sides is plain guidance, bit for bit; 1 outside is the interval as before
+    assert (_batch(pipe, guidance=3.0, guidance_interval=high, guidance_elsewhere=3.0)
+            == _batch(pipe, guidance=3.0)).all()
+    assert (_batch(pipe, guidance=5.0, guidance_interval=high, guidance_elsewhere=1.0)
+            == _batch(pipe, guidance=5.0, guidance_interval=high)).all()
+    two = _batch(pipe, guidance=5.0, guidance_interval=high, guidance_elsewhere=3.0)
+    for other in (_batch(pipe, guidance=3.0), _batch(pipe, guidance=5.0)):
+        assert not (two == other).all()
+
+
+def test_a_scale_outside_the_interval_is_validated_and_carried_by_sampling_defaults(tiny_model, tiny_tokenizer):
+    from stunet.defaults import parse_elsewhere
+    for bad, match in ((2.0, "needs a guidance interval"), (-1, r"in \[0, 30\]"), ("x", "must be a number")):
+        with pytest.raises(ValueError, match=match):
+            parse_elsewhere(bad, None if bad == 2.0 else (500, 999))
+    with pytest.raises(ValueError, match="needs a guidance interval"):
+        SamplingDefaults(guidance_elsewhere=3.0)
+    text, uncond = _enc(tiny_model, tiny_tokenizer)
+    with pytest.raises(ValueError, match="one guidance scale, not one per clip"):
+        Denoiser(tiny_model, Conditioning(text, uncond), frames=tiny_model.config.frames,
+                 guidance=torch.tensor([3.0]), interval=(500, 999), elsewhere=2.0)
+    d = SamplingDefaults(guidance=5.0, guidance_interval=(600, 999), guidance_elsewhere=3.0)
+    assert SamplingDefaults.from_dict(json.loads(json.dumps(d.to_dict()))) == d
+    assert "guidance_elsewhere" not in SamplingDefaults(guidance_interval=(600, 999)).to_dict()
+    pipe = Pipeline(tiny_model, tiny_tokenizer, "fp32", d)               # the model's own schedule by default
+    assert (_batch(pipe) == _batch(Pipeline(tiny_model, tiny_tokenizer, "fp32"), guidance=5.0,
+                                   guidance_interval=(600, 999), guidance_elsewhere=3.0)).all()
+
+
+def test_settings_complete_the_scale_outside_the_interval_from_the_model_only_with_its_interval(tiny_model,
+                                                                                               tiny_tokenizer):
+    own = SamplingDefaults(steps=STEPS, guidance=5.0, guidance_interval=(600, 999), guidance_elsewhere=3.0)
+    pipe = Pipeline(tiny_model, tiny_tokenizer, "fp32", own)
+    s = pipe.complete(Settings(PROMPT))
+    assert (s.guidance, s.guidance_interval, s.guidance_elsewhere) == (5.0, (600, 999), 3.0)
+    assert pipe.complete(Settings(PROMPT, guidance_interval=(700, 999))).guidance_elsewhere == 1.0   # yours: unguided
+    assert pipe.complete(Settings(PROMPT, guidance_interval=(700, 999), guidance_elsewhere=2.0)).guidance_elsewhere == 2.0
+    assert Pipeline(tiny_model, tiny_tokenizer, "fp32").complete(Settings(PROMPT)).guidance_elsewhere is None
+    assert s.to_dict()["guidance_elsewhere"] == 3.0 and "guidance_elsewhere" not in Settings(PROMPT).to_dict()
+    assert Settings(**{**s.to_dict(), "guidance_interval": tuple(s.to_dict()["guidance_interval"])}) == s   # replays
+    # the model's schedule is what a plain request gets, and what the same settings given explicitly get
+    plain = pipe(Settings(PROMPT, seed=2)).video
+    explicit = Pipeline(tiny_model, tiny_tokenizer, "fp32", SamplingDefaults(steps=STEPS))(
+        Settings(PROMPT, seed=2, guidance=5.0, guidance_interval=(600, 999), guidance_elsewhere=3.0)).video
+    assert (plain == explicit).all()
+    with pytest.raises(ValueError, match="needs a guidance interval"):
+        Settings(PROMPT, guidance_elsewhere=3.0)
+
+
+def test_cli_refuses_a_scale_elsewhere_without_an_interval_before_loading(capsys):
+    from stunet.cli import main
+    assert main(["generate", PROMPT, "--guidance-elsewhere", "3", "--out", "x.npy"]) == 2
+    assert "--guidance-elsewhere" in capsys.readouterr().err

@@ -125,3 +125,17 @@ def test_the_api_takes_the_model_and_the_page_offers_it(checkpoints):
         assert settings["model"] == "fast" and settings["steps"] == 3 and settings["sampler"] == "ddim"
         out = client.predict(PROMPT, 2, 2, 3.0, 8, api_name="/generate")     # model omitted: the default
         assert out[3]["model"] == "full"
+
+
+def test_the_guidance_slider_says_what_a_models_guidance_schedule_does(tiny_model, tiny_tokenizer):
+    from demo.app import build_demo
+    from demo.generate_tab import guidance_note
+    from demo.models import ModelChoice
+    scheduled = SamplingDefaults(steps=2, guidance=5.0, guidance_interval=(600, 999), guidance_elsewhere=3.0)
+    note = guidance_note([ModelChoice("full", None, scheduled), ModelChoice("fast", None, SamplingDefaults(steps=3))])
+    assert note == ("Full model: this scale at diffusion timesteps 600-999 (the noisiest, where the motion is "
+                    "decided), 3 at the others.")
+    assert guidance_note([ModelChoice("full", None, SamplingDefaults())]) is None          # no schedule: no note
+    demo = build_demo(Pipeline(tiny_model, tiny_tokenizer, "fp32", scheduled), warm=False, janitor=False)
+    slider = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "guidance")
+    assert slider.value == 5.0 and "600-999" in slider.info

@@ -53,7 +53,8 @@ def world_clips(prompts: Sequence[str], seeds, frames: int, size: int, stride: i
 
 def model_clips(model, tokenizer, prompts: Sequence[str], seeds, *, steps: int = STEPS, guidance: float = GUIDANCE,
                 sampler: str = SAMPLER, frames: int | None = None, stride: int = 1, batch_size: int = 8,
-                precision=None, progress: Callable[[str], None] | None = None, guidance_interval=None):
+                precision=None, progress: Callable[[str], None] | None = None, guidance_interval=None,
+                guidance_elsewhere: float = 1.0):
     """Generate one clip per (prompt, seed), ``batch_size`` prompts at a time: [(prompt, seed, video)].
 
     Through ``Pipeline.sample_batch``, the same batched path as everything else; each batch has its
@@ -74,7 +75,7 @@ def model_clips(model, tokenizer, prompts: Sequence[str], seeds, *, steps: int =
             gen = batch_generator(chunk[0][1], start)
             videos = pipe.sample_batch([p for p, _ in chunk], generator=gen, steps=steps, guidance=guidance,
                                        sampler=sampler, frames=frames, stride=stride,
-                                       guidance_interval=guidance_interval)
+                                       guidance_interval=guidance_interval, guidance_elsewhere=guidance_elsewhere)
             for (p, s), video in zip(chunk, videos):
                 out.append((p, s, video))
             if progress:
@@ -130,7 +131,7 @@ def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = N
                    steps: int = STEPS, guidance: float = GUIDANCE, sampler: str = SAMPLER, *, frames: int | None = None,
                    size: int | None = None, stride: int = 1, batch_size: int = 8, ceiling: bool = True,
                    keep_clips: bool = False, precision=None, progress: Callable[[str], None] | None = None,
-                   guidance_interval: tuple[int, int] | None = None) -> dict:
+                   guidance_interval: tuple[int, int] | None = None, guidance_elsewhere: float = 1.0) -> dict:
     """Evaluate a model (a ``STUNet`` with its tokenizer, or a ``Pipeline``) and/or the world ceiling.
 
     ``model=None`` scores only the world's clips (``frames`` and ``size`` then default to 32).
@@ -159,6 +160,8 @@ def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = N
               "model": None, "ceiling": None, "clips": {}, "periodic": {}, "seconds": {}}
     if guidance_interval is not None:                   # recorded only when set: older runs stay pairable
         result["settings"]["guidance_interval"] = list(guidance_interval)
+    if guidance_elsewhere != 1.0:                       # likewise
+        result["settings"]["guidance_elsewhere"] = guidance_elsewhere
     videos = {}
     if model is not None:
         t0 = time.perf_counter()
@@ -167,7 +170,7 @@ def evaluate_model(model=None, tokenizer=None, prompts: Sequence[str] | None = N
         result["settings"].update(prec.to_dict())
         clips = model_clips(model, tokenizer, prompts, seeds, steps=steps, guidance=guidance, sampler=sampler,
                             frames=frames, stride=stride, batch_size=batch_size, precision=prec, progress=progress,
-                            guidance_interval=guidance_interval)
+                            guidance_interval=guidance_interval, guidance_elsewhere=guidance_elsewhere)
         result["seconds"]["generate"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         scored = score_clips(clips, stride)
@@ -226,6 +229,7 @@ def format_table(result: dict) -> str:
     lines.append(f"{s['prompts']} prompts x {len(s['seeds'])} seeds, {s['frames']} frames of {s['size']}x{s['size']} "
                  f"at stride {s['stride']}; {s['sampler']}, {s['steps']} steps, guidance {s['guidance']}"
                  f"{' at timesteps {}-{}'.format(*s['guidance_interval']) if s.get('guidance_interval') else ''}"
+                 f"{' and {:g} elsewhere'.format(s['guidance_elsewhere']) if s.get('guidance_elsewhere') else ''}"
                  f"{', ' + s['precision'] if s.get('precision') else ''}. "
                  f"Pass: at least the target and within {MAX_GAP:.0f} points of the ceiling (the world's own "
                  f"clips for the same prompts).")
@@ -256,6 +260,8 @@ def parse_args(argv=None):
     p.add_argument("--guidance-interval", metavar="LO,HI", default=None,
                    help="guide only at diffusion timesteps LO..HI, other steps one row (default: the model's own; "
                         "'all': every step)")
+    p.add_argument("--guidance-elsewhere", type=float, default=None, metavar="W",
+                   help="guidance scale outside --guidance-interval (default: the model's own; 1: unguided)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="compute precision (default: $STUNET_PRECISION, else auto: bf16 only where measured faster)")
     p.add_argument("--prompts", help="file with one caption per line (default: the fixed prompt set)")
@@ -286,8 +292,13 @@ def main(argv=None) -> int:
         args.sampler = d_sampling.sampler if args.sampler is None else args.sampler
         args.guidance_interval = (d_sampling.guidance_interval if args.guidance_interval is None
                                   else parse_interval(args.guidance_interval))
+        if args.guidance_elsewhere is None:
+            args.guidance_elsewhere = d_sampling.guidance_elsewhere if args.guidance_interval == d_sampling.guidance_interval else 1.0
         if args.guidance_interval == (0, 999):
             args.guidance_interval = None                       # every step: the plain guided run
+            args.guidance_elsewhere = 1.0                       # (there is no elsewhere)
+        from ..defaults import parse_elsewhere
+        args.guidance_elsewhere = parse_elsewhere(args.guidance_elsewhere, args.guidance_interval)
         if args.seeds < 1 or args.steps < 1 or args.batch < 1:
             raise ValueError("--seeds, --steps and --batch must be >= 1")
         if args.first_seed < 0:
@@ -317,7 +328,8 @@ def main(argv=None) -> int:
             frames, size = frames or cfg.frames, cfg.height
         result = evaluate_model(model, tokenizer, prompts, seeds, args.steps, args.guidance, args.sampler,
                                 frames=frames, size=size, stride=args.stride, batch_size=args.batch,
-                                precision=args.precision, progress=log, guidance_interval=args.guidance_interval)
+                                precision=args.precision, progress=log, guidance_interval=args.guidance_interval,
+                                guidance_elsewhere=args.guidance_elsewhere)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
