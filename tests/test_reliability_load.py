@@ -119,11 +119,18 @@ def test_100_requests_memory_and_files_plateau(tiny_checkpoint, monkeypatch):
                 c.predict(api_name="/export_npz")
             if (i + 1) % 25 == 0:
                 marks[i + 1] = (load_test.rss_mb(), load_test.files_in_cache(),
-                                sum(1 for p in d.studio.out_dir.iterdir() if p.is_dir()))
+                                sum(1 for p in d.studio.out_dir.iterdir() if p.is_dir()),
+                                len({f for s in list(d.temp_file_sets) for f in list(s) if os.path.exists(f)}))
         print(f"\nplateau ({time.monotonic() - t0:.0f} s): " + ", ".join(
-            f"after {n}: {rss:.0f} MB RSS, {f} files, {o} output folders" for n, (rss, f, o) in marks.items()))
+            f"after {n}: {rss:.0f} MB RSS, {f} files ({own} the app's), {o} output folders"
+            for n, (rss, f, o, own) in marks.items()))
     assert marks[100][0] - marks[50][0] < 40, marks            # MB
-    assert marks[100][1] <= marks[50][1] + 10, marks
+    # the app's own files are pruned after every clip to 80 % of the cap once over it (demo.files.prune_files), so
+    # they saw-tooth between 0.8 and 1.0 of the cap, plus the files of the /features and /export_npz calls made
+    # after the last clip's prune (seen: 42, 56, 54, 69); the folder, shared with whatever else ran on the
+    # machine, may grow by no more than that saw-tooth
+    assert all(own <= 64 + 16 for *_, own in marks.values()), marks
+    assert marks[100][1] <= marks[50][1] + 0.2 * 64 + 16, marks
     assert marks[100][2] <= 16 + 2
 
 
